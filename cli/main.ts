@@ -1,0 +1,29 @@
+/**
+ * `switchyard`: the operator CLI. Admin commands talk to the edge's /admin API
+ * (SWITCHYARD_EDGE_URL + SWITCHYARD_ADMIN_TOKEN); `agent` runs a node agent.
+ */
+import { Command, CommanderError } from "commander";
+import { ConfigError } from "../dataplane/lib/config-error";
+import { registerAgentCommand } from "./commands/agent";
+import { registerAdminCommands } from "./commands/admin";
+import { CliError } from "./cli-error";
+
+const program = new Command()
+  .name("switchyard")
+  .description("Switchyard: multi-tenant LLM edge router and data plane")
+  .showHelpAfterError()
+  .exitOverride();
+
+registerAdminCommands(program);
+registerAgentCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  if (err instanceof ConfigError || err instanceof CliError) {
+    process.stderr.write(`switchyard: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}

@@ -1,0 +1,167 @@
+/**
+ * The agent's HTTP surface. `/v1/*` accepts only requests the edge signed for this node; each is
+ * validated, admitted to its engine's queue and streamed back as the engine produces it. The slot
+ * is released when the body ends, breaks, or the client goes away. `/healthz` and `/metrics` are
+ * unauthenticated and reveal no tenant data.
+ */
+import { Hono } from "hono";
+import { HeaderNames } from "../../protocol/headers";
+import { ApiError } from "../../protocol/openai-error";
+import { type Endpoint, validateGenerationRequest } from "../../protocol/openai-request";
+import type { EngineAdapter } from "../engines/engine";
+import type { Logger } from "../lib/log";
+import type { Admission, Release } from "./admission";
+import type { InboundVerifier } from "./inbound-auth";
+import type { AgentMetrics } from "./metrics";
+
+const MAX_INBOUND_BYTES = 8 * 1024 * 1024;
+
+export interface EngineSlot {
+  engine: EngineAdapter;
+  admission: Admission;
+}
+
+export interface AgentAppDeps {
+  nodeId: string;
+  engines: ReadonlyMap<string, EngineSlot>;
+  verifier: InboundVerifier;
+  metrics: AgentMetrics;
+  log: Logger;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function parseBody(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(strictUtf8.decode(bytes));
+  } catch {
+    throw new ApiError(400, "The request body is not valid UTF-8 JSON.", { code: "invalid_json" });
+  }
+}
+
+/** Wraps a response body so `onEnd` runs exactly once however it ends, and the first byte is timed. */
+function watchBody(body: ReadableStream<Uint8Array>, onFirstByte: () => void, onEnd: (outcome: "completed" | "cancelled" | "failed") => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let first = true;
+  let ended = false;
+  const end = (o: "completed" | "cancelled" | "failed") => {
+    if (!ended) {
+      ended = true;
+      onEnd(o);
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          end("completed");
+          return;
+        }
+        if (first) {
+          first = false;
+          onFirstByte();
+        }
+        controller.enqueue(value);
+      } catch (err) {
+        controller.error(err);
+        end("failed");
+      }
+    },
+    async cancel(reason) {
+      end("cancelled");
+      await reader.cancel(reason).catch(() => {});
+    },
+  });
+}
+
+export function createAgentApp(deps: AgentAppDeps): Hono {
+  const app = new Hono();
+
+  app.get("/healthz", (c) => {
+    const engines = [...deps.engines.values()].map(({ engine, admission }) => {
+      const load = engine.load();
+      return { model: engine.model, engine: engine.kind, healthy: load.healthy, running: admission.running, waiting: admission.waiting };
+    });
+    const healthy = engines.every((e) => e.healthy);
+    return c.json({ ok: healthy, node: deps.nodeId, engines }, healthy ? 200 : 503);
+  });
+
+  app.get("/metrics", async (c) => {
+    c.header("content-type", deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
+  });
+
+  /** Reads and authenticates a signed request; returns its body bytes. */
+  async function signedBody(req: Request): Promise<Uint8Array> {
+    const declared = Number(req.headers.get("content-length") ?? "0");
+    if (declared > MAX_INBOUND_BYTES) throw new ApiError(413, "Request body too large.", { code: "request_too_large" });
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    if (bytes.byteLength > MAX_INBOUND_BYTES) throw new ApiError(413, "Request body too large.", { code: "request_too_large" });
+    const url = new URL(req.url);
+    const verdict = await deps.verifier.verify(req.method, url.pathname + url.search, bytes, req.headers);
+    if (!verdict.ok) {
+      deps.metrics.rejectedSignatures.inc({ reason: verdict.reason });
+      deps.log.warn("request_rejected", { reason: verdict.reason, path: url.pathname });
+      throw new ApiError(401, `Request refused: ${verdict.reason.replace(/_/g, " ")}. Agents accept only requests signed by the edge.`, { code: verdict.reason });
+    }
+    return bytes;
+  }
+
+  const generation = (endpoint: Endpoint) => async (c: import("hono").Context) => {
+    const arrived = performance.now();
+    const raw = await signedBody(c.req.raw);
+    const body = validateGenerationRequest(endpoint, parseBody(raw));
+    const requestId = c.req.header(HeaderNames.requestId) ?? crypto.randomUUID();
+    const tenantId = c.req.header(HeaderNames.tenant);
+    const slot = deps.engines.get(body.model);
+    if (!slot) throw new ApiError(404, `This node does not serve the model '${body.model}'.`, { param: "model", code: "model_not_found" });
+    const log = deps.log.child({ requestId, model: body.model });
+    const signal = c.req.raw.signal;
+    const release: Release = await slot.admission.acquire(signal);
+    let response: Response;
+    try {
+      response = await slot.engine.handle({ requestId, endpoint, body, rawBody: raw, ...(tenantId ? { tenantId } : {}), signal });
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const labels = { model: body.model, endpoint, status: String(response.status) };
+    if (!response.body) {
+      release();
+      deps.metrics.requests.inc(labels);
+      return response;
+    }
+    const watched = watchBody(
+      response.body,
+      () => deps.metrics.ttft.observe({ model: body.model }, (performance.now() - arrived) / 1000),
+      (outcome) => {
+        release();
+        deps.metrics.requests.inc(labels);
+        const seconds = (performance.now() - arrived) / 1000;
+        deps.metrics.duration.observe({ model: body.model }, seconds);
+        log.info("request_done", { tenant: tenantId, status: response.status, outcome, ms: Math.round(seconds * 1000) });
+      },
+    );
+    const headers = new Headers(response.headers);
+    headers.set(HeaderNames.requestId, requestId);
+    headers.set(HeaderNames.node, deps.nodeId);
+    return new Response(watched, { status: response.status, headers });
+  };
+
+  app.post("/v1/chat/completions", generation("chat"));
+  app.post("/v1/completions", generation("completions"));
+  app.get("/v1/models", async (c) => {
+    await signedBody(c.req.raw);
+    return c.json({ object: "list", data: [...deps.engines.keys()].map((id) => ({ id, object: "model", created: 0, owned_by: deps.nodeId })) });
+  });
+
+  app.notFound((c) => new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, { code: "unknown_route" }).toResponse());
+  app.onError((err) => {
+    if (err instanceof ApiError) return err.toResponse();
+    deps.log.error("unhandled_error", { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    return new ApiError(500, "Internal agent error.", { code: "internal_error" }).toResponse();
+  });
+  return app;
+}

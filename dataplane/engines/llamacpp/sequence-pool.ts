@@ -1,0 +1,168 @@
+/**
+ * The context's sequences as a pool of slots, each keeping its KV cache warm after its request ends.
+ *
+ * A new request takes the idle slot whose cached tokens share the longest prefix with its prompt
+ * (llama-server's slot similarity; ties go to the least recently used slot), and only the rest of
+ * the prompt is evaluated. When every slot is busy, requests wait in FIFO order.
+ *
+ * Lifecycle hooks for a later KV-tier feature live in one place each: `release()` is where a
+ * request's hold on a slot ends, `prepare()` where a prompt is lined up with a slot's cache, and
+ * `evict()` where a slot's cached state is dropped. `saveState`/`restoreState` move a slot's state
+ * to and from a file.
+ */
+import type { LlamaContextSequence, Token } from "node-llama-cpp";
+
+export interface PoolSlot {
+  readonly id: number;
+  readonly sequence: LlamaContextSequence;
+  busy: boolean;
+  /** performance.now() when the slot was last released (0: never used). */
+  lastUsedAt: number;
+}
+
+interface Waiter {
+  resolve(slot: PoolSlot): void;
+  reject(err: unknown): void;
+}
+
+export class PoolClosedError extends Error {
+  constructor() {
+    super("The llama.cpp engine is stopping.");
+    this.name = "PoolClosedError";
+  }
+}
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The operation was aborted.", "AbortError");
+}
+
+export class SequencePool {
+  private readonly slots: PoolSlot[];
+  private readonly waiters: Waiter[] = [];
+  private closed = false;
+
+  constructor(sequences: readonly LlamaContextSequence[]) {
+    this.slots = sequences.map((sequence, id) => ({ id, sequence, busy: false, lastUsedAt: 0 }));
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** Slots serving a request. */
+  get running(): number {
+    return this.slots.reduce((n, s) => n + (s.busy ? 1 : 0), 0);
+  }
+
+  /** Requests waiting for a slot. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Tokens held in the KV cache across all slots (idle ones keep theirs for reuse). */
+  cachedTokens(): number {
+    return this.slots.reduce((n, s) => n + (s.sequence.disposed ? 0 : s.sequence.nextTokenIndex), 0);
+  }
+
+  /**
+   * Takes a slot for `tokens`: the idle slot with the longest cached prefix of them, or the next
+   * slot released when all are busy. Rejects if `signal` aborts while waiting or the pool closes.
+   */
+  acquire(tokens: readonly Token[], signal?: AbortSignal): Promise<PoolSlot> {
+    if (this.closed) return Promise.reject(new PoolClosedError());
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const idle = this.bestIdleSlot(tokens);
+    if (idle) {
+      idle.busy = true;
+      return Promise.resolve(idle);
+    }
+    return new Promise<PoolSlot>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(abortError(signal!));
+      };
+      const waiter: Waiter = {
+        resolve: (slot) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(slot);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Lines the slot's cache up with `tokens`: keeps the longest shared prefix (always leaving at
+   * least the last prompt token to evaluate, which yields the logits for the first new token) and
+   * erases the rest. Returns how many prompt tokens are served from the cache.
+   */
+  async prepare(slot: PoolSlot, tokens: readonly Token[]): Promise<number> {
+    const seq = slot.sequence;
+    const shared = Math.min(seq.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
+    const keep = Math.max(0, shared);
+    if (keep < seq.nextTokenIndex) await seq.adaptStateToTokens(tokens.slice(0, keep) as Token[], false);
+    // Erasing can fall back to dropping the whole state (models that cannot erase a suffix): trust the sequence.
+    return Math.min(seq.nextTokenIndex, keep);
+  }
+
+  /** Ends a request's hold on the slot (its cache stays warm) and hands it to the next waiter. */
+  release(slot: PoolSlot): void {
+    if (!slot.busy) return;
+    slot.lastUsedAt = performance.now();
+    const next = this.waiters.shift();
+    if (next && !this.closed) {
+      next.resolve(slot);
+      return;
+    }
+    slot.busy = false;
+  }
+
+  /** Drops an idle slot's cached state. */
+  async evict(slot: PoolSlot): Promise<void> {
+    if (slot.busy) throw new Error(`slot ${slot.id} is busy`);
+    if (!slot.sequence.disposed) await slot.sequence.clearHistory();
+  }
+
+  /** Writes an idle slot's KV state to a file (for a KV tier); returns the file size. */
+  async saveState(slot: PoolSlot, filePath: string): Promise<number> {
+    if (slot.busy) throw new Error(`slot ${slot.id} is busy`);
+    return (await slot.sequence.saveStateToFile(filePath)).fileSize;
+  }
+
+  /** Loads a KV state written by `saveState` from the same model file into an idle slot. */
+  async restoreState(slot: PoolSlot, filePath: string): Promise<void> {
+    if (slot.busy) throw new Error(`slot ${slot.id} is busy`);
+    await slot.sequence.loadStateFromFile(filePath, { acceptRisk: true });
+  }
+
+  /** All slots (for inspection and the KV-tier hooks). */
+  list(): readonly PoolSlot[] {
+    return this.slots;
+  }
+
+  /** Rejects every waiter and refuses new requests. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w.reject(new PoolClosedError());
+  }
+
+  private bestIdleSlot(tokens: readonly Token[]): PoolSlot | undefined {
+    let best: PoolSlot | undefined;
+    let bestShared = -1;
+    for (const slot of this.slots) {
+      if (slot.busy || slot.sequence.disposed) continue;
+      const shared = slot.sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
+      if (shared > bestShared || (shared === bestShared && best && slot.lastUsedAt < best.lastUsedAt)) {
+        best = slot;
+        bestShared = shared;
+      }
+    }
+    return best;
+  }
+}

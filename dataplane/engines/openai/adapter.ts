@@ -1,0 +1,143 @@
+/**
+ * The `openai` engine: any OpenAI-compatible server (vLLM, SGLang, llama-server, the emulator)
+ * reached over a keep-alive undici pool. Requests are forwarded byte for byte (the model name is
+ * rewritten only when the engine calls it something else) and streamed back as they arrive; a
+ * client that goes away aborts the engine request, which frees the engine's batch slot. Load and
+ * health are polled from the engine's /metrics and /health in the background.
+ */
+import { Readable } from "node:stream";
+import { Pool } from "undici";
+import { ApiError } from "../../../protocol/openai-error";
+import { HeaderNames } from "../../../protocol/headers";
+import type { Logger } from "../../lib/log";
+import type { EngineAdapter, EngineLoad, EngineRequest } from "../engine";
+import type { OpenAIEngineConfig } from "./config";
+import { loadFromMetrics, type ScrapedLoad } from "./engine-load";
+import { parsePrometheusText } from "./prometheus-text";
+
+const PATHS = { chat: "/v1/chat/completions", completions: "/v1/completions" } as const;
+
+export class OpenAIEngine implements EngineAdapter {
+  readonly kind = "openai";
+  readonly model: string;
+  readonly maxConcurrency: number;
+  private readonly pool: Pool;
+  private readonly base: URL;
+  private timer: NodeJS.Timeout | undefined;
+  private healthy = false;
+  private scraped: ScrapedLoad = {};
+  private inflight = 0;
+
+  constructor(
+    private readonly config: OpenAIEngineConfig,
+    private readonly log: Logger,
+  ) {
+    this.model = config.model;
+    this.maxConcurrency = config.maxConcurrency;
+    this.base = new URL(config.url);
+    this.pool = new Pool(this.base.origin, { connections: config.connections, keepAliveTimeout: 30_000, pipelining: 1 });
+  }
+
+  async start(): Promise<void> {
+    await this.poll();
+    this.timer = setInterval(() => void this.poll(), this.config.pollIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.pool.close();
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.config.apiKey ? { authorization: `Bearer ${this.config.apiKey}`, ...extra } : extra;
+  }
+
+  private basePath(): string {
+    return this.base.pathname.replace(/\/$/, "");
+  }
+
+  /** One health + metrics read; failures mark the engine unhealthy until the next good read. */
+  async poll(): Promise<void> {
+    try {
+      const health = await this.pool.request({ method: "GET", path: this.basePath() + this.config.healthPath, headers: this.headers(), headersTimeout: 5_000, bodyTimeout: 5_000 });
+      await health.body.dump();
+      const wasHealthy = this.healthy;
+      this.healthy = health.statusCode === 200;
+      if (wasHealthy !== this.healthy) this.log.info(this.healthy ? "engine_healthy" : "engine_unhealthy", { status: health.statusCode });
+    } catch (err) {
+      if (this.healthy) this.log.warn("engine_unhealthy", { error: err instanceof Error ? err.message : String(err) });
+      this.healthy = false;
+      return;
+    }
+    try {
+      const res = await this.pool.request({ method: "GET", path: this.basePath() + this.config.metricsPath, headers: this.headers(), headersTimeout: 5_000, bodyTimeout: 5_000 });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        return;
+      }
+      this.scraped = loadFromMetrics(parsePrometheusText(await res.body.text()));
+    } catch (err) {
+      this.log.debug("metrics_scrape_failed", { error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  load(): EngineLoad {
+    return {
+      healthy: this.healthy,
+      running: this.scraped.running ?? this.inflight,
+      waiting: this.scraped.waiting ?? 0,
+      kvUsage: this.scraped.kvUsage ?? 0,
+      kvCapacityTokens: this.config.kvCapacityTokens ?? this.scraped.kvCapacityTokens ?? 0,
+    };
+  }
+
+  /** Latest scraped counters (prefix-cache hits and queries among them). */
+  scrapedLoad(): Readonly<ScrapedLoad> {
+    return this.scraped;
+  }
+
+  private requestBody(req: EngineRequest): Uint8Array {
+    const served = this.config.servedModelName;
+    if (!served || served === req.body.model) return req.rawBody;
+    return new TextEncoder().encode(JSON.stringify({ ...req.body, model: served }));
+  }
+
+  async handle(req: EngineRequest): Promise<Response> {
+    const body = this.requestBody(req);
+    this.inflight++;
+    let released = false;
+    const release = () => {
+      if (!released) {
+        released = true;
+        this.inflight--;
+      }
+    };
+    let res: Awaited<ReturnType<Pool["request"]>>;
+    try {
+      res = await this.pool.request({
+        method: "POST",
+        path: this.basePath() + PATHS[req.endpoint],
+        headers: this.headers({ "content-type": "application/json", [HeaderNames.requestId]: req.requestId }),
+        body,
+        signal: req.signal,
+        // The engine may queue a request for long; the edge bounds the total wait.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      });
+    } catch (err) {
+      release();
+      if (req.signal.aborted) throw new ApiError(499, "The client closed the request.", { code: "client_closed" });
+      throw new ApiError(502, `The engine at ${this.base.origin} could not be reached: ${err instanceof Error ? err.message : String(err)}`, { code: "engine_unreachable" });
+    }
+    res.body.once("close", release);
+    res.body.once("error", release);
+    const headers = new Headers({ "content-type": String(res.headers["content-type"] ?? "application/json") });
+    const stream = Readable.toWeb(res.body) as ReadableStream<Uint8Array>;
+    return new Response(stream, { status: res.statusCode, headers });
+  }
+}
+
+export function createOpenAIEngine(config: OpenAIEngineConfig, log: Logger): EngineAdapter {
+  return new OpenAIEngine(config, log);
+}

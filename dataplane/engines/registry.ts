@@ -1,0 +1,27 @@
+/**
+ * Engine kinds the agent can run, by the `kind` in its config. A new engine is one folder with a
+ * config schema and an adapter, plus one entry here. Adapters load lazily so an agent that never
+ * runs llama.cpp never loads its native binary.
+ */
+import { z } from "zod";
+import type { Logger } from "../lib/log";
+import type { EngineAdapter } from "./engine";
+import { llamaCppEngineConfigSchema } from "./llamacpp/config";
+import { openAIEngineConfigSchema } from "./openai/config";
+
+export const engineConfigSchema = z.discriminatedUnion("kind", [llamaCppEngineConfigSchema, openAIEngineConfigSchema]);
+export type EngineConfig = z.infer<typeof engineConfigSchema>;
+export type EngineConfigInput = z.input<typeof engineConfigSchema>;
+
+export async function createEngine(config: EngineConfig, log: Logger): Promise<EngineAdapter> {
+  switch (config.kind) {
+    case "llamacpp": {
+      const { createLlamaCppEngine } = await import("./llamacpp/adapter");
+      return createLlamaCppEngine(config);
+    }
+    case "openai": {
+      const { createOpenAIEngine } = await import("./openai/adapter");
+      return createOpenAIEngine(config, log);
+    }
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * JSON-lines logs for the data plane, one object per line with the request id when there is one,
+ * so a request can be followed edge → agent → engine. Secrets and prompt text are never logged.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+let threshold: LogLevel = (process.env.SWITCHYARD_LOG_LEVEL as LogLevel | undefined) ?? "info";
+
+export function setLogLevel(level: LogLevel): void {
+  threshold = level;
+}
+
+export interface Logger {
+  debug(event: string, fields?: Record<string, unknown>): void;
+  info(event: string, fields?: Record<string, unknown>): void;
+  warn(event: string, fields?: Record<string, unknown>): void;
+  error(event: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+}
+
+export function createLogger(base: Record<string, unknown>): Logger {
+  const emit = (level: LogLevel, event: string, fields?: Record<string, unknown>) => {
+    if (order[level] < order[threshold]) return;
+    const line = JSON.stringify({ ts: new Date().toISOString(), level, ...base, event, ...fields });
+    (level === "error" || level === "warn" ? process.stderr : process.stdout).write(`${line}\n`);
+  };
+  return {
+    debug: (e, f) => emit("debug", e, f),
+    info: (e, f) => emit("info", e, f),
+    warn: (e, f) => emit("warn", e, f),
+    error: (e, f) => emit("error", e, f),
+    child: (fields) => createLogger({ ...base, ...fields }),
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * HMAC request signing between the edge and node agents, in both directions:
+ * the edge signs every request it forwards to an agent, and agents sign their heartbeats.
+ *
+ * The signed string binds method, path (with query), timestamp, nonce and a SHA-256 of the body,
+ * so a captured request can be neither altered nor replayed outside the timestamp window, and the
+ * receiver keeps the nonces it has seen inside that window to refuse exact replays.
+ */
+import { HeaderNames } from "./headers";
+import { fromHex, sha256Hex, timingSafeEqual, toBase64Url, toHex, randomBytes, utf8 } from "./encoding";
+
+export const SIGNATURE_SCHEME = "v1";
+/** How far a signed timestamp may be from the receiver's clock. */
+export const DEFAULT_SIGNATURE_WINDOW_MS = 30_000;
+
+export interface SignInput {
+  nodeId: string;
+  /** Secret version used (lets receivers hold two secrets during a rotation). */
+  keyVersion: number;
+  secret: string;
+  method: string;
+  /** Path plus query string, exactly as sent. */
+  path: string;
+  body: Uint8Array;
+  timestampMs?: number;
+  nonce?: string;
+}
+
+export type SignatureHeaders = Record<string, string>;
+
+async function hmacHex(secret: string, message: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", utf8(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return toHex(await crypto.subtle.sign("HMAC", key, utf8(message)));
+}
+
+export async function canonicalString(method: string, path: string, timestampMs: number, nonce: string, body: Uint8Array, nodeId: string): Promise<string> {
+  return [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, await sha256Hex(body)].join("\n");
+}
+
+export async function signRequest(input: SignInput): Promise<SignatureHeaders> {
+  const timestampMs = input.timestampMs ?? Date.now();
+  const nonce = input.nonce ?? toBase64Url(randomBytes(16));
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId);
+  const mac = await hmacHex(input.secret, canonical);
+  return {
+    [HeaderNames.sigNode]: input.nodeId,
+    [HeaderNames.sigTimestamp]: String(timestampMs),
+    [HeaderNames.sigNonce]: nonce,
+    [HeaderNames.sigKeyVersion]: String(input.keyVersion),
+    [HeaderNames.signature]: `${SIGNATURE_SCHEME}=${mac}`,
+  };
+}
+
+export type VerifyFailure =
+  | "missing_signature"
+  | "malformed_signature"
+  | "unknown_node"
+  | "unknown_key_version"
+  | "expired_timestamp"
+  | "bad_signature"
+  | "replayed_nonce";
+
+export type VerifyResult = { ok: true; nodeId: string; keyVersion: number; nonce: string; timestampMs: number } | { ok: false; reason: VerifyFailure };
+
+export interface VerifyInput {
+  method: string;
+  path: string;
+  body: Uint8Array;
+  headers: { get(name: string): string | null };
+  /** Returns the secret for (node, version), or undefined when unknown. */
+  secretFor: (nodeId: string, keyVersion: number) => Promise<string | undefined> | string | undefined;
+  nowMs?: number;
+  windowMs?: number;
+  /** Records a nonce; returns false when it was already seen inside the window. */
+  rememberNonce?: (nodeId: string, nonce: string, timestampMs: number) => boolean;
+}
+
+export async function verifyRequest(input: VerifyInput): Promise<VerifyResult> {
+  const h = input.headers;
+  const nodeId = h.get(HeaderNames.sigNode);
+  const ts = h.get(HeaderNames.sigTimestamp);
+  const nonce = h.get(HeaderNames.sigNonce);
+  const version = h.get(HeaderNames.sigKeyVersion);
+  const sig = h.get(HeaderNames.signature);
+  if (!nodeId || !ts || !nonce || !sig || !version) return { ok: false, reason: "missing_signature" };
+  const timestampMs = Number(ts);
+  const keyVersion = Number(version);
+  const prefix = `${SIGNATURE_SCHEME}=`;
+  if (!Number.isSafeInteger(timestampMs) || !Number.isSafeInteger(keyVersion) || !sig.startsWith(prefix) || nonce.length > 128 || nodeId.length > 128) {
+    return { ok: false, reason: "malformed_signature" };
+  }
+  const given = fromHex(sig.slice(prefix.length));
+  if (!given || given.length !== 32) return { ok: false, reason: "malformed_signature" };
+  const now = input.nowMs ?? Date.now();
+  const windowMs = input.windowMs ?? DEFAULT_SIGNATURE_WINDOW_MS;
+  if (Math.abs(now - timestampMs) > windowMs) return { ok: false, reason: "expired_timestamp" };
+  const secret = await input.secretFor(nodeId, keyVersion);
+  if (secret === undefined) return { ok: false, reason: "unknown_key_version" };
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId);
+  const expected = fromHex(await hmacHex(secret, canonical));
+  if (!expected || !timingSafeEqual(expected, given)) return { ok: false, reason: "bad_signature" };
+  if (input.rememberNonce && !input.rememberNonce(nodeId, nonce, timestampMs)) return { ok: false, reason: "replayed_nonce" };
+  return { ok: true, nodeId, keyVersion, nonce, timestampMs };
+}
+
+/**
+ * Remembers nonces for the signature window so an exact replay inside the window is refused.
+ * Memory is bounded: entries expire with the window and the map is capped.
+ */
+export class NonceCache {
+  private readonly seen = new Map<string, number>();
+  constructor(
+    private readonly windowMs = DEFAULT_SIGNATURE_WINDOW_MS,
+    private readonly maxEntries = 200_000,
+  ) {}
+
+  remember(nodeId: string, nonce: string, timestampMs: number, nowMs = Date.now()): boolean {
+    const key = `${nodeId}\u0000${nonce}`;
+    if (this.seen.has(key)) return false;
+    if (this.seen.size >= this.maxEntries) this.prune(nowMs);
+    // Still full after pruning means a flood of fresh nonces: drop the oldest rather than grow.
+    if (this.seen.size >= this.maxEntries) {
+      const oldest = this.seen.keys().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
+    }
+    this.seen.set(key, timestampMs);
+    return true;
+  }
+
+  prune(nowMs = Date.now()): void {
+    // Entries older than two windows can no longer pass the timestamp check, so forgetting them is safe.
+    for (const [key, ts] of this.seen) if (nowMs - ts > 2 * this.windowMs) this.seen.delete(key);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+}

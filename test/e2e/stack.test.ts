@@ -1,0 +1,193 @@
+/**
+ * The whole path, as a user meets it: wrangler dev (edge worker, local D1 and Durable Objects),
+ * two node agents with embedded llama.cpp engines, driven with the official `openai` client.
+ */
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signRequest } from "../../protocol/signing";
+import { type DevStack, startDevStack } from "../../scripts/dev-stack";
+import { tempDir } from "../support/tmp";
+
+const MODEL = "tiny-llama";
+const HEARTBEAT_MS = 500;
+let stack: DevStack;
+let client: OpenAI;
+const dir = tempDir("e2e");
+
+beforeAll(async () => {
+  const engine = { kind: "llamacpp" as const, model: MODEL, sequences: 2, contextSize: 2048, threads: 1 };
+  stack = await startDevStack({
+    stateDir: dir.path,
+    model: MODEL,
+    heartbeatIntervalMs: HEARTBEAT_MS,
+    agents: [
+      { nodeId: "node-a", region: "local", engines: [engine] },
+      { nodeId: "node-b", region: "local", engines: [engine] },
+    ],
+  });
+  client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  dir.cleanup();
+});
+
+describe("OpenAI API through the edge", () => {
+  it("lists the models the tenant may use", async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toContain(MODEL);
+  });
+
+  it("serves a non-streaming chat completion with usage and names the node", async () => {
+    const { data, response } = await client.chat.completions
+      .create({ model: MODEL, max_tokens: 8, messages: [{ role: "user", content: "Say hello." }] })
+      .withResponse();
+    expect(data.object).toBe("chat.completion");
+    expect(data.choices[0]?.message.role).toBe("assistant");
+    expect(data.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(data.usage?.prompt_tokens).toBeGreaterThan(0);
+    expect(["node-a", "node-b"]).toContain(response.headers.get("x-switchyard-node"));
+    expect(response.headers.get("x-request-id")).toBeTruthy();
+  });
+
+  it("streams a chat completion chunk by chunk, without a usage chunk nobody asked for", async () => {
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      stream: true,
+      max_tokens: 12,
+      messages: [{ role: "user", content: "Count to three." }],
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.length).toBeGreaterThan(2);
+    expect(chunks.at(-1)?.choices[0]?.finish_reason).toMatch(/stop|length/);
+    expect(chunks.every((c) => c.usage == null)).toBe(true);
+  });
+
+  it("streams usage at the end when the client asks for it", async () => {
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: 6,
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    let usage;
+    let content = 0;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      if (chunk.choices[0]?.delta?.content) content++;
+    }
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+    expect(usage?.completion_tokens).toBeGreaterThanOrEqual(content);
+  });
+
+  it("serves completions, streaming and not", async () => {
+    const whole = await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 8 });
+    expect(whole.object).toBe("text_completion");
+    expect(whole.usage?.completion_tokens).toBeGreaterThan(0);
+    const stream = await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 8, stream: true });
+    let pieces = 0;
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.text) pieces++;
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(pieces).toBeGreaterThan(0);
+    expect(finish).toMatch(/stop|length/);
+  });
+
+  it("rejects a bad key with AuthenticationError", async () => {
+    const bad = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: "sk-sy-key_000000000000.nottherealsecretnottherealsecretnottherea", maxRetries: 0 });
+    await expect(bad.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
+  it("answers 404 NotFoundError for an unknown model", async () => {
+    const err = await client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((err as InstanceType<typeof OpenAI.NotFoundError>).code).toBe("model_not_found");
+  });
+
+  it("answers 400 naming the bad field", async () => {
+    const err = await client.chat.completions.create({ model: MODEL, max_tokens: -1, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("max_tokens");
+  });
+
+  it("stops accepting a revoked key within seconds", async () => {
+    const issued = await stack.admin<{ id: string; key: string }>("POST", `/tenants/${stack.tenantId}/keys`, { name: "to-revoke" });
+    const keyed = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: issued.body.key, maxRetries: 0 });
+    await keyed.models.list();
+    const revoked = await stack.admin("POST", `/keys/${issued.body.id}/revoke`);
+    expect(revoked.status).toBe(200);
+    const t0 = Date.now();
+    let rejected = false;
+    while (Date.now() - t0 < 8_000 && !rejected) {
+      rejected = await keyed.models.list().then(
+        () => false,
+        (e: unknown) => e instanceof OpenAI.AuthenticationError,
+      );
+      if (!rejected) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(rejected).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(7_000);
+  });
+});
+
+describe("node agents", () => {
+  it("refuse requests that the edge did not sign", async () => {
+    const agent = stack.agents.get("node-a");
+    const body = JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "x" }] });
+    const unsigned = await fetch(`${agent?.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    expect(unsigned.status).toBe(401);
+    const forged = await signRequest({
+      nodeId: "node-a",
+      keyVersion: 1,
+      secret: "sy_ns_1_not-the-real-secret-of-this-node-at-all",
+      method: "POST",
+      path: "/v1/chat/completions",
+      body: new TextEncoder().encode(body),
+    });
+    const badSig = await fetch(`${agent?.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", ...forged }, body });
+    expect(badSig.status).toBe(401);
+    expect(((await badSig.json()) as { error: { code: string } }).error.code).toMatch(/bad_signature|unknown_key_version/);
+  });
+
+  it("when one is killed, its node leaves the pool and requests go to the other; it rejoins on return", async () => {
+    await stack.stopAgent("node-b", "SIGKILL");
+    // Requests right after the kill are retried on node-a when node-b refuses connections.
+    for (let i = 0; i < 4; i++) {
+      const { response } = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: `q${i}` }] }).withResponse();
+      expect(response.headers.get("x-switchyard-node")).toBe("node-a");
+    }
+    const nodes = await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-b")?.live.every((l) => l.status === "lost") ?? false, 10_000);
+    expect(nodes.find((n) => n.id === "node-a")?.live[0]?.status).toBe("healthy");
+    await stack.startAgent("node-b");
+    await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-b")?.live.some((l) => l.status === "healthy") ?? false, 10_000);
+    const seen = new Set<string>();
+    for (let i = 0; i < 8 && seen.size < 2; i++) {
+      const { response } = await client.completions.create({ model: MODEL, prompt: `p${i}`, max_tokens: 1 }).withResponse();
+      seen.add(response.headers.get("x-switchyard-node") ?? "");
+    }
+    expect(seen).toEqual(new Set(["node-a", "node-b"]));
+  });
+
+  it("when one shuts down cleanly, the edge stops routing to it at once", async () => {
+    await stack.stopAgent("node-a", "SIGTERM");
+    const nodes = await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-a")?.live.every((l) => l.status === "left") ?? false, 5_000);
+    expect(nodes.find((n) => n.id === "node-b")?.live[0]?.status).toBe("healthy");
+    const { response } = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: "after" }] }).withResponse();
+    expect(response.headers.get("x-switchyard-node")).toBe("node-b");
+  });
+
+  it("with no node left, answers 503 with Retry-After", async () => {
+    await stack.stopAgent("node-b", "SIGTERM");
+    await stack.waitForNodes((ns) => ns.every((n) => n.live.every((l) => l.status !== "healthy")), 5_000);
+    const err = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+    const apiErr = err as InstanceType<typeof OpenAI.InternalServerError>;
+    expect(apiErr.status).toBe(503);
+    expect(apiErr.headers?.get("retry-after")).toBeTruthy();
+  });
+});

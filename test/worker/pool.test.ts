@@ -1,0 +1,104 @@
+/** The pool object on its own: registry, leases, decisions, persistence across a restart. */
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { PoolObject } from "../../worker/pool/pool-object";
+import type { PoolHeartbeat } from "../../worker/pool/types";
+import type { Env as WorkerEnv } from "../../worker/env";
+import { engine, unique } from "./helpers";
+
+function beat(nodeId: string, model: string, over: Partial<PoolHeartbeat> = {}): PoolHeartbeat {
+  return { nodeId, region: "local", url: `http://${nodeId}:1`, drained: false, sentAt: Date.now(), leaving: false, engines: [engine(model)], ...over };
+}
+
+const LR = [{ name: "least-request", weight: 1 }];
+
+describe("pool object", () => {
+  it("counts in-flight requests at decision time, so a burst spreads over nodes", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    for (const n of ["a", "b", "c", "d"]) await pool.heartbeat(beat(n, "m"));
+    const picks = await Promise.all(Array.from({ length: 8 }, (_, i) => pool.route({ requestId: `r${i}`, tenantId: "t", model: "m", strategies: LR })));
+    const counts = new Map<string, number>();
+    for (const p of picks) if (p.ok) counts.set(p.nodeId, (counts.get(p.nodeId) ?? 0) + 1);
+    expect([...counts.values()]).toEqual([2, 2, 2, 2]);
+    const snap = await pool.snapshot();
+    expect(snap.inflight).toBe(8);
+    expect(snap.nodes.every((n) => n.inflight === 2)).toBe(true);
+  });
+
+  it("releases a request exactly once", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    await pool.heartbeat(beat("a", "m"));
+    const r = await pool.route({ requestId: "only", tenantId: "t", model: "m", strategies: LR });
+    expect(r.ok).toBe(true);
+    expect(await pool.release({ requestId: "only", outcome: "completed" })).toEqual({ released: true });
+    expect(await pool.release({ requestId: "only", outcome: "completed" })).toEqual({ released: false });
+    expect((await pool.snapshot()).inflight).toBe(0);
+  });
+
+  it("answers no_nodes, then no_healthy_nodes, with a retry hint", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    const none = await pool.route({ requestId: "x", tenantId: "t", model: "m", strategies: LR });
+    expect(none).toMatchObject({ ok: false, reason: "no_nodes" });
+    await pool.heartbeat(beat("a", "m", { drained: true }));
+    const drained = await pool.route({ requestId: "y", tenantId: "t", model: "m", strategies: LR });
+    expect(drained).toMatchObject({ ok: false, reason: "no_healthy_nodes" });
+    if (!drained.ok) expect(drained.retryAfterSeconds).toBeGreaterThan(0);
+  });
+
+  it("skips excluded nodes and cools down a node that failed", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    await pool.heartbeat(beat("a", "m"));
+    await pool.heartbeat(beat("b", "m"));
+    const first = await pool.route({ requestId: "r", tenantId: "t", model: "m", strategies: LR, exclude: ["a"] });
+    expect(first).toMatchObject({ ok: true, nodeId: "b" });
+    await pool.reportFailure("r", "b");
+    expect((await pool.snapshot()).inflight).toBe(0);
+    for (let i = 0; i < 5; i++) {
+      const r = await pool.route({ requestId: `s${i}`, tenantId: "t", model: "m", strategies: LR });
+      expect(r).toMatchObject({ ok: true, nodeId: "a" });
+    }
+    expect((await pool.snapshot()).nodes.find((n) => n.nodeId === "b")?.status).toBe("failing");
+  });
+
+  it("routes a model only to nodes that serve it", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    await pool.heartbeat(beat("a", "m1"));
+    await pool.heartbeat(beat("b", "m2"));
+    for (let i = 0; i < 4; i++) {
+      expect(await pool.route({ requestId: `q${i}`, tenantId: "t", model: "m2", strategies: LR })).toMatchObject({ ok: true, nodeId: "b" });
+    }
+  });
+
+  it("marks a node lost after missed heartbeats and brings it back on the next one", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    await pool.heartbeat(beat("a", "m"));
+    // HEARTBEAT_INTERVAL_MS is 1000 in tests: stale after 3 intervals + 1 s.
+    await new Promise((r) => setTimeout(r, 4_200));
+    expect((await pool.snapshot()).nodes[0]?.status).toBe("lost");
+    expect(await pool.route({ requestId: "z", tenantId: "t", model: "m", strategies: LR })).toMatchObject({ ok: false, reason: "no_healthy_nodes" });
+    await pool.heartbeat(beat("a", "m"));
+    expect((await pool.snapshot()).nodes[0]?.status).toBe("healthy");
+  }, 10_000);
+
+  it("keeps its registry and in-flight leases across a restart", async () => {
+    const stub = env.POOL.getByName(unique("pool"));
+    await stub.heartbeat(beat("a", "m"), "restart-pool");
+    await stub.heartbeat(beat("b", "m"), "restart-pool");
+    await stub.route({ requestId: "held", tenantId: "t", model: "m", strategies: LR });
+    const before = await stub.snapshot();
+    // A new instance over the same storage is what the runtime builds after eviction or a deploy.
+    const after = await runInDurableObject(stub, async (_instance, state) => new PoolObject(state, env as unknown as WorkerEnv).snapshot());
+    expect(after.pool).toBe("restart-pool");
+    expect(after.inflight).toBe(1);
+    expect(after.nodes.map((n) => [n.nodeId, n.inflight])).toEqual(before.nodes.map((n) => [n.nodeId, n.inflight]));
+  });
+
+  it("forgets engines a node stops reporting", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    await pool.heartbeat(beat("a", "m", { engines: [engine("m"), engine("m-other")] }));
+    expect((await pool.snapshot()).nodes).toHaveLength(2);
+    await pool.heartbeat(beat("a", "m", { engines: [engine("m")] }));
+    expect((await pool.snapshot()).nodes.map((n) => n.model)).toEqual(["m"]);
+  });
+});

@@ -1,0 +1,93 @@
+/** Admin: models — which pool routes them, their default strategy and who may use them. */
+import { eq, inArray } from "drizzle-orm";
+import { Hono } from "hono";
+import { z } from "zod";
+import { ApiError } from "../../protocol/openai-error";
+import { openDb } from "../db/client";
+import { modelAccess, models, tenants } from "../db/schema";
+import type { AppEnv } from "../env";
+import { SLUG_PATTERN } from "../lib/ids";
+import { forgetModel, getModel, listModels, type ModelConfig } from "../models/catalog";
+import { parseStrategySpec } from "../routing/spec";
+import { adminBody, iso, list } from "./validate";
+
+export const DEFAULT_STRATEGY = "least-request";
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$/;
+
+const configureModel = z.strictObject({
+  pool: z.string().regex(SLUG_PATTERN, "must be a lowercase slug (a-z, 0-9, '.', '_', '-'; at most 63)").optional(),
+  default_strategy: z.string().min(1).max(512).optional(),
+  allow_all_tenants: z.boolean().optional(),
+  tenants: z.array(z.string().min(1).max(128)).max(10_000).optional(),
+});
+
+export function modelJson(m: ModelConfig) {
+  return {
+    name: m.name,
+    pool: m.pool,
+    default_strategy: m.defaultStrategy,
+    allow_all_tenants: m.allowAllTenants,
+    tenants: [...m.tenants].sort(),
+    created_at: iso(m.createdAt),
+  };
+}
+
+/** Pool name for a model when the operator gives none: the model name made slug-safe. */
+export function defaultPoolName(model: string): string {
+  const slug = model.toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 63);
+  return slug.length > 0 ? slug : "default";
+}
+
+export const modelRoutes = new Hono<AppEnv>()
+  .get("/models", async (c) => c.json(list((await listModels(openDb(c.env.DB), 0)).map(modelJson))))
+  .get("/models/:name{.+}", async (c) => {
+    forgetModel(c.req.param("name"));
+    const m = await getModel(openDb(c.env.DB), c.req.param("name"));
+    if (!m) throw new ApiError(404, `The model '${c.req.param("name")}' does not exist.`, { param: "model", code: "model_not_found" });
+    return c.json(modelJson(m));
+  })
+  .put("/models/:name{.+}", async (c) => {
+    const name = c.req.param("name");
+    if (!MODEL_NAME.test(name)) throw new ApiError(400, "'name' must be 1-256 characters of letters, digits and ._:/@+-", { param: "name", code: "invalid_value" });
+    const body = await adminBody(c, configureModel);
+    if (body.default_strategy !== undefined) {
+      const spec = parseStrategySpec(body.default_strategy);
+      if (!spec.ok) throw new ApiError(400, `'default_strategy': ${spec.message}`, { param: "default_strategy", code: "invalid_routing_strategy" });
+    }
+    const db = openDb(c.env.DB);
+    if (body.tenants && body.tenants.length > 0) {
+      const found = await db.select({ id: tenants.id }).from(tenants).where(inArray(tenants.id, body.tenants));
+      const missing = body.tenants.filter((t) => !found.some((f) => f.id === t));
+      if (missing.length > 0) throw new ApiError(400, `'tenants': unknown tenant(s) ${missing.join(", ")}`, { param: "tenants", code: "tenant_not_found" });
+    }
+    const existing = (await db.select().from(models).where(eq(models.name, name)).limit(1))[0];
+    const now = Date.now();
+    const row = {
+      name,
+      pool: body.pool ?? existing?.pool ?? defaultPoolName(name),
+      defaultStrategy: body.default_strategy ?? existing?.defaultStrategy ?? DEFAULT_STRATEGY,
+      allowAllTenants: body.allow_all_tenants ?? existing?.allowAllTenants ?? true,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    const writes = [db.insert(models).values(row).onConflictDoUpdate({ target: models.name, set: { pool: row.pool, defaultStrategy: row.defaultStrategy, allowAllTenants: row.allowAllTenants, updatedAt: now } })];
+    const access = body.tenants;
+    if (access !== undefined) {
+      await db.batch([
+        writes[0] as (typeof writes)[0],
+        db.delete(modelAccess).where(eq(modelAccess.model, name)),
+        ...access.map((tenantId) => db.insert(modelAccess).values({ model: name, tenantId }).onConflictDoNothing()),
+      ]);
+    } else await writes[0];
+    forgetModel(name);
+    const saved = await getModel(db, name);
+    return c.json(modelJson(saved as ModelConfig), existing ? 200 : 201);
+  })
+  .delete("/models/:name{.+}", async (c) => {
+    const name = c.req.param("name");
+    const db = openDb(c.env.DB);
+    const deleted = await db.delete(models).where(eq(models.name, name)).returning({ name: models.name });
+    if (deleted.length === 0) throw new ApiError(404, `The model '${name}' does not exist.`, { param: "model", code: "model_not_found" });
+    forgetModel(name);
+    return c.json({ name, deleted: true });
+  });

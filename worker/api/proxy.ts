@@ -1,0 +1,162 @@
+/**
+ * The generation path: validate → model and permission → routing decision in the pool object
+ * (which counts the request against the node at once) → signed request to the node agent → the
+ * agent's stream back to the client untouched, metered on the side → release in waitUntil.
+ * An attempt that fails before any byte comes back is retried on another node.
+ */
+import type { Context } from "hono";
+import { HeaderNames } from "../../protocol/headers";
+import { ApiError } from "../../protocol/openai-error";
+import { type Endpoint, type GenerationRequest, validateGenerationRequest } from "../../protocol/openai-request";
+import { openDb } from "../db/client";
+import { type AppEnv, numberVar } from "../env";
+import { log } from "../lib/log";
+import { getModel, tenantMayUse } from "../models/catalog";
+import { nodeFetch } from "../nodes/node-transport";
+import { signForNode } from "../nodes/node-signer";
+import type { ReleaseInput, RouteResult } from "../pool/types";
+import { requireStrategySpec } from "../routing/spec";
+import { parseJsonBody, readBodyLimited } from "./body";
+import { meterBody } from "./stream-meter";
+
+const MAX_ATTEMPTS = 3;
+const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+const DEFAULT_UPSTREAM_HEADERS_TIMEOUT_MS = 120_000;
+
+export const ENDPOINT_PATHS: Record<Endpoint, string> = {
+  chat: "/v1/chat/completions",
+  completions: "/v1/completions",
+};
+
+/**
+ * The body sent upstream. Streams always ask the engine for usage, so the edge can meter without
+ * tokenizing; when the client did not ask for the usage chunk the meter drops it again.
+ */
+function upstreamBody(req: GenerationRequest, raw: Uint8Array): { body: Uint8Array; stripUsageChunk: boolean } {
+  if (req.stream !== true || req.stream_options?.include_usage === true) return { body: raw, stripUsageChunk: false };
+  const rewritten = { ...req, stream_options: { ...(req.stream_options ?? {}), include_usage: true } };
+  return { body: new TextEncoder().encode(JSON.stringify(rewritten)), stripUsageChunk: true };
+}
+
+export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): Promise<Response> {
+  const env = c.env;
+  const requestId = c.get("requestId");
+  const tenant = c.get("tenant");
+  const raw = await readBodyLimited(c.req.raw, numberVar(env.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES));
+  const req = validateGenerationRequest(endpoint, parseJsonBody(raw));
+  const db = openDb(env.DB);
+  const model = await getModel(db, req.model);
+  if (!model) throw new ApiError(404, `The model '${req.model}' does not exist.`, { param: "model", code: "model_not_found" });
+  if (!tenantMayUse(model, tenant.tenantId)) {
+    throw new ApiError(403, `Your tenant may not use the model '${req.model}'.`, { param: "model", code: "model_not_allowed" });
+  }
+  const header = c.req.header(HeaderNames.routingStrategy);
+  const strategies = header !== undefined ? requireStrategySpec(header, HeaderNames.routingStrategy) : requireStrategySpec(model.defaultStrategy, "model.default_strategy");
+  const { body, stripUsageChunk } = upstreamBody(req, raw);
+  const pool = env.POOL.getByName(model.pool);
+  const path = ENDPOINT_PATHS[endpoint];
+  const tried: string[] = [];
+  const startedAt = Date.now();
+
+  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+    const decision: RouteResult = await pool.route({ requestId, tenantId: tenant.tenantId, model: model.name, strategies, exclude: tried });
+    if (!decision.ok) {
+      const retry = String(decision.retryAfterSeconds);
+      const message = tried.length > 0 ? `No healthy node could serve '${model.name}' (tried ${tried.length}).` : `No healthy node serves '${model.name}' right now.`;
+      throw new ApiError(503, message, { code: "no_healthy_node", headers: { "retry-after": retry } });
+    }
+    let upstream: Response;
+    // One controller for the attempt: a client that goes away aborts it at any point; the timeout
+    // covers only the wait for response headers (queueing at the agent), never the stream itself.
+    const abort = new AbortController();
+    const onClientGone = () => abort.abort(new Error("client closed the request"));
+    c.req.raw.signal.addEventListener("abort", onClientGone, { once: true });
+    const headersTimer = setTimeout(() => abort.abort(new Error("timed out waiting for the node's response headers")), numberVar(env.UPSTREAM_HEADERS_TIMEOUT_MS, DEFAULT_UPSTREAM_HEADERS_TIMEOUT_MS));
+    try {
+      const signature = await signForNode(env, db, decision.nodeId, "POST", path, body);
+      upstream = await nodeFetch(env, decision.region)(decision.url.replace(/\/$/, "") + path, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          [HeaderNames.requestId]: requestId,
+          [HeaderNames.tenant]: tenant.tenantId,
+          ...signature,
+        },
+        body,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      clearTimeout(headersTimer);
+      tried.push(decision.nodeId);
+      await pool.reportFailure(requestId, decision.nodeId);
+      if (c.req.raw.signal.aborted) throw new ApiError(499, "Client closed the request.", { code: "client_closed" });
+      log("warn", "node_attempt_failed", { requestId, node: decision.nodeId, attempt, error: err instanceof Error ? err.message : String(err) });
+      continue;
+    }
+    clearTimeout(headersTimer);
+    // The agent refused before doing anything (overloaded, engine down): another node may serve it.
+    if ((upstream.status === 503 || upstream.status === 502) && attempt < MAX_ATTEMPTS) {
+      await upstream.body?.cancel().catch(() => {});
+      tried.push(decision.nodeId);
+      await pool.reportFailure(requestId, decision.nodeId);
+      log("warn", "node_refused", { requestId, node: decision.nodeId, status: upstream.status, attempt });
+      continue;
+    }
+    return respond(c, upstream, decision, { stripUsageChunk, sse: req.stream === true && upstream.ok, startedAt, pool });
+  }
+  throw new ApiError(503, `No node could serve '${model.name}' after ${MAX_ATTEMPTS} attempts.`, { code: "no_healthy_node", headers: { "retry-after": "1" } });
+}
+
+function respond(
+  c: Context<AppEnv>,
+  upstream: Response,
+  decision: Extract<RouteResult, { ok: true }>,
+  opts: { stripUsageChunk: boolean; sse: boolean; startedAt: number; pool: { release(input: ReleaseInput): Promise<unknown> } },
+): Response {
+  const requestId = c.get("requestId");
+  const tenantId = c.get("tenant").tenantId;
+  const headers = new Headers({
+    "content-type": upstream.headers.get("content-type") ?? "application/json",
+    [HeaderNames.requestId]: requestId,
+    [HeaderNames.node]: decision.nodeId,
+    [HeaderNames.region]: decision.region,
+    [HeaderNames.strategy]: decision.strategy,
+  });
+  if (opts.sse) headers.set("cache-control", "no-cache");
+  const release = (input: ReleaseInput) => {
+    c.executionCtx.waitUntil(
+      opts.pool.release(input).catch((err: unknown) => log("error", "release_failed", { requestId, error: String(err) })),
+    );
+  };
+  if (!upstream.body) {
+    release({ requestId, outcome: upstream.ok ? "completed" : "failed" });
+    return new Response(null, { status: upstream.status, headers });
+  }
+  const body = meterBody(upstream.body, {
+    sse: opts.sse,
+    stripUsageChunk: opts.stripUsageChunk,
+    onEnd: (m) => {
+      const outcome = upstream.ok ? m.outcome : "failed";
+      const usage = m.usage
+        ? { ...m.usage, estimated: false }
+        : m.contentChunks > 0
+          ? { promptTokens: 0, completionTokens: m.contentChunks, cachedTokens: 0, estimated: true }
+          : undefined;
+      const ttftMs = m.firstTokenAt !== undefined ? m.firstTokenAt - opts.startedAt : undefined;
+      release({ requestId, outcome, ...(usage ? { usage } : {}), ...(ttftMs !== undefined ? { ttftMs } : {}) });
+      log("info", "request_done", {
+        requestId,
+        tenant: tenantId,
+        node: decision.nodeId,
+        status: upstream.status,
+        outcome,
+        ttftMs,
+        totalMs: Date.now() - opts.startedAt,
+        promptTokens: usage?.promptTokens,
+        completionTokens: usage?.completionTokens,
+        estimated: usage?.estimated,
+      });
+    },
+  });
+  return new Response(body, { status: upstream.status, headers });
+}

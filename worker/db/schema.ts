@@ -1,0 +1,96 @@
+/**
+ * D1 schema (drizzle). The slow-path source of truth: tenants, their API keys (hashes only),
+ * models and who may use them, and the nodes the edge may route to. Nothing here changes per
+ * token; hot state lives in pool Durable Objects. Every table is described in docs/storage-schema.md.
+ */
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+export const tenants = sqliteTable(
+  "tenants",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    createdAt: integer("created_at").notNull(),
+    /** Set when the tenant is disabled: every key of it stops working. */
+    disabledAt: integer("disabled_at"),
+  },
+  (t) => [uniqueIndex("tenants_name_unique").on(t.name)],
+);
+
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    /** First characters of the key, shown in listings so operators can tell keys apart. */
+    prefix: text("prefix").notNull(),
+    /** SHA-256 (hex) of the whole key; the plaintext is never stored. */
+    hash: text("hash").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at"),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [uniqueIndex("api_keys_hash_unique").on(t.hash), index("api_keys_tenant_idx").on(t.tenantId)],
+);
+
+export const models = sqliteTable("models", {
+  /** Name clients put in `model`. */
+  name: text("name").primaryKey(),
+  /** Pool object that routes this model (several models may share one). */
+  pool: text("pool").notNull(),
+  /** Strategy used when the request names none (`routing-strategy` header). */
+  defaultStrategy: text("default_strategy").notNull(),
+  /** 1: every tenant may use it; 0: only tenants listed in model_access. */
+  allowAllTenants: integer("allow_all_tenants", { mode: "boolean" }).notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const modelAccess = sqliteTable(
+  "model_access",
+  {
+    model: text("model")
+      .notNull()
+      .references(() => models.name, { onDelete: "cascade" }),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id, { onDelete: "cascade" }),
+  },
+  (t) => [primaryKey({ columns: [t.model, t.tenantId] }), index("model_access_tenant_idx").on(t.tenantId)],
+);
+
+export const nodes = sqliteTable("nodes", {
+  id: text("id").primaryKey(),
+  region: text("region").notNull(),
+  /** Where the edge reaches the agent; when null the agent's advertised URL is used. */
+  url: text("url"),
+  /**
+   * Where the node's signing secret lives, never the secret itself: `derived:<version>` (HMAC of
+   * NODE_SECRET_KEY, the default) or `env:<BINDING>` (a Worker secret holding it).
+   */
+  secretRef: text("secret_ref").notNull(),
+  /** Drained nodes finish what they run but get no new requests. */
+  drained: integer("drained", { mode: "boolean" }).notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const nodeModels = sqliteTable(
+  "node_models",
+  {
+    nodeId: text("node_id")
+      .notNull()
+      .references(() => nodes.id, { onDelete: "cascade" }),
+    /** A model name; need not be configured yet (the node is simply not used for it until it is). */
+    model: text("model").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.nodeId, t.model] }), index("node_models_model_idx").on(t.model)],
+);
+
+export type TenantRow = typeof tenants.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type ModelRow = typeof models.$inferSelect;
+export type NodeRow = typeof nodes.$inferSelect;

@@ -1,0 +1,64 @@
+/** RPC payloads of the pool Durable Object (worker ↔ PoolObject). */
+import type { EngineLoadReport } from "../../protocol/heartbeat";
+import type { TokenUsage } from "../../protocol/usage";
+import type { WeightedStrategy } from "../routing/strategy";
+
+export interface PoolHeartbeat {
+  nodeId: string;
+  region: string;
+  /** Address to reach the agent (registered URL, else the advertised one). */
+  url: string;
+  /** Operator's drain flag from D1. */
+  drained: boolean;
+  /** Agent clock when sent; older beats than the last one seen are ignored (replays, reordering). */
+  sentAt: number;
+  leaving: boolean;
+  /** Engines of this node for models of this pool. */
+  engines: EngineLoadReport[];
+}
+
+export interface RouteInput {
+  requestId: string;
+  tenantId: string;
+  model: string;
+  strategies: WeightedStrategy[];
+  /** Nodes already tried for this request (failed before the first byte). */
+  exclude?: string[];
+}
+
+export type RouteResult =
+  | { ok: true; nodeId: string; url: string; region: string; strategy: string }
+  | { ok: false; reason: "no_nodes" | "no_healthy_nodes"; retryAfterSeconds: number };
+
+export type ReleaseOutcome = "completed" | "cancelled" | "failed";
+
+export interface ReleaseInput {
+  requestId: string;
+  outcome: ReleaseOutcome;
+  usage?: TokenUsage;
+  ttftMs?: number;
+}
+
+export type NodeStatus = "healthy" | "unhealthy" | "lost" | "draining" | "failing" | "left";
+
+export interface PoolNodeSnapshot {
+  nodeId: string;
+  model: string;
+  region: string;
+  url: string;
+  engine: string;
+  status: NodeStatus;
+  inflight: number;
+  running: number;
+  waiting: number;
+  maxConcurrency: number;
+  kvUsage: number;
+  kvCapacityTokens: number;
+  lastHeartbeatAt: number;
+}
+
+export interface PoolSnapshot {
+  pool: string;
+  nodes: PoolNodeSnapshot[];
+  inflight: number;
+}
