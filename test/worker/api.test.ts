@@ -281,6 +281,24 @@ describe("proxying to node agents", () => {
     expect(named.headers.get("x-switchyard-routing-strategy")).toBe("least-request:2,random");
   });
 
+  it("never passes an agent's 401 to the client: the request goes elsewhere", async () => {
+    const { model, nodes } = await modelWithNodes(2);
+    const [a, b] = nodes as unknown as [{ id: string }, { id: string }];
+    mockAgents((s) =>
+      s.url.includes(a.id)
+        ? Response.json({ error: { message: "bad signature", type: "authentication_error", code: "bad_signature" } }, { status: 401 })
+        : Response.json({ id: "ok", object: "chat.completion", choices: [] }),
+    );
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(key, { model, messages: [{ role: "user", content: "hi" }] });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-switchyard-node")).toBe(b.id);
+    }
+    mockAgents(() => Response.json({ error: { message: "bad signature", type: "authentication_error" } }, { status: 401 }));
+    const all = await chat(key, { model, messages: [{ role: "user", content: "hi" }] });
+    expect(all.status).toBe(503);
+  });
+
   it("gives up with 503 when every node fails", async () => {
     const { model } = await modelWithNodes(2);
     mockAgents(() => {

@@ -59,7 +59,13 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
   const startedAt = Date.now();
 
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    const decision: RouteResult = await pool.route({ requestId, tenantId: tenant.tenantId, model: model.name, strategies, exclude: tried });
+    let decision: RouteResult;
+    try {
+      decision = await pool.route({ requestId, tenantId: tenant.tenantId, model: model.name, strategies, exclude: tried });
+    } catch (err) {
+      log("error", "pool_unavailable", { requestId, pool: model.pool, error: err instanceof Error ? err.message : String(err) });
+      throw new ApiError(503, "Routing is briefly unavailable; retry shortly.", { code: "pool_unavailable", headers: { "retry-after": "1" } });
+    }
     if (!decision.ok) {
       const retry = String(decision.retryAfterSeconds);
       const message = tried.length > 0 ? `No healthy node could serve '${model.name}' (tried ${tried.length}).` : `No healthy node serves '${model.name}' right now.`;
@@ -94,12 +100,14 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
       continue;
     }
     clearTimeout(headersTimer);
-    // The agent refused before doing anything (overloaded, engine down): another node may serve it.
-    if ((upstream.status === 503 || upstream.status === 502) && attempt < MAX_ATTEMPTS) {
+    // The agent refused before doing anything (overloaded, engine down), or refused the edge's
+    // signature (a rotation out of step): another node may serve it. A 401 from an agent is never
+    // passed on: it is not about the client's key.
+    if (upstream.status === 401 || ((upstream.status === 503 || upstream.status === 502) && attempt < MAX_ATTEMPTS)) {
       await upstream.body?.cancel().catch(() => {});
       tried.push(decision.nodeId);
       await pool.reportFailure(requestId, decision.nodeId);
-      log("warn", "node_refused", { requestId, node: decision.nodeId, status: upstream.status, attempt });
+      log(upstream.status === 401 ? "error" : "warn", "node_refused", { requestId, node: decision.nodeId, status: upstream.status, attempt });
       continue;
     }
     return respond(c, upstream, decision, { stripUsageChunk, sse: req.stream === true && upstream.ok, startedAt, pool });
