@@ -20,7 +20,8 @@ registerAgentCommand(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
+  // Usage errors exit 2 like every other user-facing failure; help and --version exit 0.
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
   if (err instanceof ConfigError || err instanceof CliError) {
     process.stderr.write(`switchyard: ${err.message}\n`);
     process.exit(2);

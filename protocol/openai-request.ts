@@ -66,6 +66,15 @@ export function paramPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
+function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let node = root;
+  for (const part of path) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<PropertyKey, unknown>)[part];
+  }
+  return node;
+}
+
 /** Validates a parsed JSON body; throws ApiError(400) naming the first bad field. */
 export function validateGenerationRequest(endpoint: Endpoint, body: unknown): GenerationRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -76,8 +85,10 @@ export function validateGenerationRequest(endpoint: Endpoint, body: unknown): Ge
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const param = issue ? paramPath(issue.path) : null;
-    const what = issue?.code === "invalid_type" && issue.input === undefined ? "is required" : `is invalid: ${issue?.message ?? "bad value"}`;
-    throw new ApiError(400, `'${param ?? "body"}' ${what}.`, { param, code: issue?.code === "invalid_type" && issue.input === undefined ? "missing_required_parameter" : "invalid_value" });
+    // zod 4 issues do not carry the input, so "missing" is read from the body itself.
+    const missing = issue !== undefined && valueAt(body, issue.path) === undefined;
+    const what = missing ? "is required" : `is invalid: ${issue?.message ?? "bad value"}`;
+    throw new ApiError(400, `'${param ?? "body"}' ${what}.`, { param, code: missing ? "missing_required_parameter" : "invalid_value" });
   }
   return parsed.data;
 }

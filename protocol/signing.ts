@@ -22,6 +22,8 @@ export interface SignInput {
   /** Path plus query string, exactly as sent. */
   path: string;
   body: Uint8Array;
+  /** Tenant the request is for; signed and sent as x-switchyard-tenant. */
+  tenant?: string;
   timestampMs?: number;
   nonce?: string;
 }
@@ -33,16 +35,21 @@ async function hmacHex(secret: string, message: string): Promise<string> {
   return toHex(await crypto.subtle.sign("HMAC", key, utf8(message)));
 }
 
-export async function canonicalString(method: string, path: string, timestampMs: number, nonce: string, body: Uint8Array, nodeId: string): Promise<string> {
-  return [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, await sha256Hex(body)].join("\n");
+/**
+ * The signed string. The tenant header is part of it because agents scope caches by tenant: a
+ * request whose tenant was changed in transit must not verify.
+ */
+export async function canonicalString(method: string, path: string, timestampMs: number, nonce: string, body: Uint8Array, nodeId: string, tenant = ""): Promise<string> {
+  return [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, tenant, await sha256Hex(body)].join("\n");
 }
 
 export async function signRequest(input: SignInput): Promise<SignatureHeaders> {
   const timestampMs = input.timestampMs ?? Date.now();
   const nonce = input.nonce ?? toBase64Url(randomBytes(16));
-  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId);
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId, input.tenant ?? "");
   const mac = await hmacHex(input.secret, canonical);
   return {
+    ...(input.tenant !== undefined ? { [HeaderNames.tenant]: input.tenant } : {}),
     [HeaderNames.sigNode]: input.nodeId,
     [HeaderNames.sigTimestamp]: String(timestampMs),
     [HeaderNames.sigNonce]: nonce,
@@ -67,8 +74,8 @@ export interface VerifyInput {
   path: string;
   body: Uint8Array;
   headers: { get(name: string): string | null };
-  /** Returns the secret for (node, version), or undefined when unknown. */
-  secretFor: (nodeId: string, keyVersion: number) => Promise<string | undefined> | string | undefined;
+  /** The secret for (node, version): undefined when the version is unknown, null when the node is. */
+  secretFor: (nodeId: string, keyVersion: number) => Promise<string | null | undefined> | string | null | undefined;
   nowMs?: number;
   windowMs?: number;
   /** Records a nonce; returns false when it was already seen inside the window. */
@@ -95,8 +102,10 @@ export async function verifyRequest(input: VerifyInput): Promise<VerifyResult> {
   const windowMs = input.windowMs ?? DEFAULT_SIGNATURE_WINDOW_MS;
   if (Math.abs(now - timestampMs) > windowMs) return { ok: false, reason: "expired_timestamp" };
   const secret = await input.secretFor(nodeId, keyVersion);
+  if (secret === null) return { ok: false, reason: "unknown_node" };
   if (secret === undefined) return { ok: false, reason: "unknown_key_version" };
-  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId);
+  const tenant = h.get(HeaderNames.tenant) ?? "";
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId, tenant);
   const expected = fromHex(await hmacHex(secret, canonical));
   if (!expected || !timingSafeEqual(expected, given)) return { ok: false, reason: "bad_signature" };
   if (input.rememberNonce && !input.rememberNonce(nodeId, nonce, timestampMs)) return { ok: false, reason: "replayed_nonce" };
@@ -109,6 +118,8 @@ export async function verifyRequest(input: VerifyInput): Promise<VerifyResult> {
  */
 export class NonceCache {
   private readonly seen = new Map<string, number>();
+  /** A full cache scans for expired entries at most once a second, so a flood costs O(1) per nonce. */
+  private lastPruneMs = Number.NEGATIVE_INFINITY;
   constructor(
     private readonly windowMs = DEFAULT_SIGNATURE_WINDOW_MS,
     private readonly maxEntries = 200_000,
@@ -117,7 +128,7 @@ export class NonceCache {
   remember(nodeId: string, nonce: string, timestampMs: number, nowMs = Date.now()): boolean {
     const key = `${nodeId}\u0000${nonce}`;
     if (this.seen.has(key)) return false;
-    if (this.seen.size >= this.maxEntries) this.prune(nowMs);
+    if (this.seen.size >= this.maxEntries && nowMs - this.lastPruneMs >= 1_000) this.prune(nowMs);
     // Still full after pruning means a flood of fresh nonces: drop the oldest rather than grow.
     if (this.seen.size >= this.maxEntries) {
       const oldest = this.seen.keys().next().value;
@@ -128,6 +139,7 @@ export class NonceCache {
   }
 
   prune(nowMs = Date.now()): void {
+    this.lastPruneMs = nowMs;
     // Entries older than two windows can no longer pass the timestamp check, so forgetting them is safe.
     for (const [key, ts] of this.seen) if (nowMs - ts > 2 * this.windowMs) this.seen.delete(key);
   }

@@ -227,16 +227,15 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     for (const spec of opts.agents) {
       const port = spec.port ?? (await freePort());
       const url = `http://127.0.0.1:${port}`;
-      const secretPath = join(agentsDir, `${spec.nodeId}.secret`);
       const existing = await admin<{ url: string | null }>("GET", `/nodes/${spec.nodeId}`);
       let nodeSecret: string;
       if (existing.status === 404) {
         nodeSecret = (await must<{ secret: string }>("POST", "/nodes", { id: spec.nodeId, region: spec.region, url, models: spec.engines.map((e) => e.model) })).secret;
       } else {
+        // A restarted dev stack owns its agents: it re-keys them rather than keeping secrets on disk.
         await must("PATCH", `/nodes/${spec.nodeId}`, { region: spec.region, url, models: spec.engines.map((e) => e.model) });
-        nodeSecret = existsSync(secretPath) ? readFileSync(secretPath, "utf8").trim() : (await must<{ secret: string }>("POST", `/nodes/${spec.nodeId}/rotate-secret`)).secret;
+        nodeSecret = (await must<{ secret: string }>("POST", `/nodes/${spec.nodeId}/rotate-secret`, { immediate: true })).secret;
       }
-      writeFileSync(secretPath, nodeSecret, { mode: 0o600 });
       const config: AgentConfigInput = {
         nodeId: spec.nodeId,
         region: spec.region,

@@ -1,7 +1,5 @@
 /** `switchyard agent --config agent.json`: runs a node agent until SIGINT/SIGTERM. */
 import type { Command } from "commander";
-import { loadAgentConfig } from "../../dataplane/agent/config";
-import { startAgent } from "../../dataplane/agent/agent";
 
 export function registerAgentCommand(program: Command): void {
   program
@@ -9,6 +7,9 @@ export function registerAgentCommand(program: Command): void {
     .description("run a node agent: engines, signed inbound API, heartbeats to the edge")
     .requiredOption("-c, --config <file>", "agent config (JSON); env SWITCHYARD_* values override it (docs/operations.md)")
     .action(async (opts: { config: string }) => {
+      // Loaded here, not at start-up: admin commands should not pay for the agent and its engines.
+      const { loadAgentConfig } = await import("../../dataplane/agent/config");
+      const { startAgent } = await import("../../dataplane/agent/agent");
       const config = loadAgentConfig(opts.config);
       const agent = await startAgent(config);
       const shutdown = (signal: string) => {

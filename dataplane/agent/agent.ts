@@ -57,9 +57,20 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const metrics = new AgentMetrics(config.nodeId, engines);
   const app = createAgentApp({ nodeId: config.nodeId, engines, verifier, metrics, log });
 
-  const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, () => resolve(s));
-  });
+  let server: ServerType;
+  try {
+    server = await new Promise<ServerType>((resolve, reject) => {
+      // A listen error (port taken, bad host) must fail the start, not leave it pending forever.
+      const s = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, () => {
+        s.off("error", reject);
+        resolve(s);
+      });
+      s.once("error", reject);
+    });
+  } catch (err) {
+    await Promise.allSettled(started.map((e) => e.stop()));
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   const url = `http://${config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host}:${address.port}`;
   const advertised = config.advertiseUrl ?? url;

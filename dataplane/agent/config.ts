@@ -40,6 +40,13 @@ export const agentConfigSchema = z
     logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   })
   .superRefine((cfg, ctx) => {
+    // Inbound secrets are looked up by version: a previous secret sharing the current one's version
+    // would replace it, and every request the edge signs with the current secret would be refused.
+    const prev = cfg.edge.previousNodeSecret;
+    const version = (secret: string) => Number(secret.slice("sy_ns_".length).split("_")[0]);
+    if (prev !== undefined && prev !== cfg.edge.nodeSecret && version(prev) === version(cfg.edge.nodeSecret)) {
+      ctx.addIssue({ code: "custom", path: ["edge", "previousNodeSecret"], message: `must have another version than edge.nodeSecret (both are version ${version(prev)})` });
+    }
     const seen = new Set<string>();
     cfg.engines.forEach((e, i) => {
       if (seen.has(e.model)) ctx.addIssue({ code: "custom", path: ["engines", i, "model"], message: `model '${e.model}' is served by two engines` });
@@ -77,7 +84,10 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === "") continue;
-    setPath(out, path, path === "listen.port" ? Number(value) : value);
+    const text = value.trim();
+    // A port that is not all digits stays a string, so validation names the field instead of
+    // silently turning " " into 0 (any free port).
+    setPath(out, path, path === "listen.port" && /^\d+$/.test(text) ? Number(text) : text);
   }
   return out;
 }

@@ -24,6 +24,8 @@ export class HeartbeatLoop {
   private intervalMs: number;
   private stopped = false;
   private failures = 0;
+  /** The tick under way, so stop() can let it land before the leaving beat. */
+  private current: Promise<void> | undefined;
   lastReply: HeartbeatReply | undefined;
 
   constructor(private readonly opts: HeartbeatLoopOptions) {
@@ -31,12 +33,14 @@ export class HeartbeatLoop {
   }
 
   start(): void {
-    void this.tick();
+    this.current = this.tick();
   }
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), this.intervalMs);
+    this.timer = setTimeout(() => {
+      this.current = this.tick();
+    }, this.intervalMs);
   }
 
   private async tick(): Promise<void> {
@@ -86,6 +90,8 @@ export class HeartbeatLoop {
   async stop(leaving: boolean): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    // A beat already on its way must land first, or the edge could see it after `leaving` and route here again.
+    await this.current;
     if (!leaving) return;
     try {
       await this.send(true);

@@ -31,7 +31,7 @@ export class InboundVerifier {
       body,
       headers,
       windowMs: this.windowMs,
-      secretFor: (nodeId, version) => (nodeId === this.nodeId ? this.secrets.get(version) : undefined),
+      secretFor: (nodeId, version) => (nodeId === this.nodeId ? this.secrets.get(version) : null),
       rememberNonce: (nodeId, nonce, ts) => this.nonces.remember(nodeId, nonce, ts),
     });
   }

@@ -18,7 +18,8 @@ export class AgentMetrics {
 
   constructor(nodeId: string, engines: ReadonlyMap<string, { engine: EngineAdapter; admission: Admission }>) {
     this.registry.setDefaultLabels({ node: nodeId });
-    collectDefaultMetrics({ register: this.registry, prefix: "switchyard_agent_process_" });
+    // prom-client names these process_* and nodejs_*: with this prefix, switchyard_agent_process_cpu_seconds_total etc.
+    collectDefaultMetrics({ register: this.registry, prefix: "switchyard_agent_" });
     this.requests = new Counter({ name: "switchyard_agent_requests_total", help: "Requests served, by final HTTP status", labelNames: ["model", "endpoint", "status"], registers: [this.registry] });
     this.ttft = new Histogram({ name: "switchyard_agent_ttft_seconds", help: "Time from request arrival to the first response byte", labelNames: ["model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
     this.duration = new Histogram({ name: "switchyard_agent_request_duration_seconds", help: "Time from request arrival to the end of the response", labelNames: ["model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });

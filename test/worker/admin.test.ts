@@ -68,14 +68,15 @@ describe("tenants and keys", () => {
     expect(after.status).toBe(401);
   });
 
-  it("keys of a disabled tenant stop working", async () => {
+  it("keys of a disabled tenant stop working at once, cached or not", async () => {
     const { tenantId, key } = await createTenantWithKey();
+    expect((await call("/v1/models", { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     await admin("POST", `/tenants/${tenantId}/disable`);
-    // A fresh key cannot be served from cache: its first lookup sees the disabled tenant.
+    expect((await call("/v1/models", { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
     const fresh = await admin<{ key: string }>("POST", `/tenants/${tenantId}/keys`, {});
-    const res = await call("/v1/models", { headers: { authorization: `Bearer ${fresh.body.key}` } });
-    expect(res.status).toBe(401);
-    expect(key).toBeTruthy();
+    expect((await call("/v1/models", { headers: { authorization: `Bearer ${fresh.body.key}` } })).status).toBe(401);
+    await admin("POST", `/tenants/${tenantId}/enable`);
+    expect((await call("/v1/models", { headers: { authorization: `Bearer ${fresh.body.key}` } })).status).toBe(200);
   });
 
   it("refuses expiry dates in the past", async () => {
@@ -98,6 +99,27 @@ describe("models", () => {
     expect(again.body).toMatchObject({ default_strategy: "least-request", tenants: [tenantId] });
   });
 
+  it("grants and withdraws one tenant's access without rewriting the list", async () => {
+    const a = await createTenantWithKey();
+    const b = await createTenantWithKey();
+    const name = unique("model");
+    await configureModel(name, { allow_all_tenants: false, tenants: [a.tenantId] });
+    const granted = await admin<{ tenants: string[] }>("PUT", `/access/${b.tenantId}/${name}`);
+    expect(granted.body.tenants.sort()).toEqual([a.tenantId, b.tenantId].sort());
+    const listed = (await (await call("/v1/models", { headers: { authorization: `Bearer ${b.key}` } })).json()) as { data: Array<{ id: string }> };
+    expect(listed.data.map((m) => m.id)).toContain(name);
+    const withdrawn = await admin<{ tenants: string[] }>("DELETE", `/access/${a.tenantId}/${name}`);
+    expect(withdrawn.body.tenants).toEqual([b.tenantId]);
+    expect((await admin("PUT", `/access/nobody-at-all/${name}`)).status).toBe(404);
+  });
+
+  it("lists models as D1 has them now", async () => {
+    const name = unique("model");
+    await configureModel(name);
+    const listed = await admin<{ data: Array<{ name: string }> }>("GET", "/models");
+    expect(listed.body.data.map((m) => m.name)).toContain(name);
+  });
+
   it("rejects unknown strategies and unknown tenants, naming the field", async () => {
     const bad = await admin<{ error: { param: string; message: string } }>("PUT", "/models/m-bad", { default_strategy: "fastest" });
     expect(bad.status).toBe(400);
@@ -111,10 +133,10 @@ describe("models", () => {
 describe("nodes", () => {
   it("registers a node and returns its secret once", async () => {
     const id = unique("node");
-    const r = await admin<{ secret: string; key_version: number; secret_ref: string }>("POST", "/nodes", { id, region: "eu-west", url: "http://10.0.0.1:8801", models: ["m"] });
+    const r = await admin<{ secret: string; key_version: number }>("POST", "/nodes", { id, region: "eu-west", url: "http://10.0.0.1:8801", models: ["m"] });
     expect(r.status).toBe(201);
     expect(r.body.secret).toMatch(/^sy_ns_1_/);
-    expect(r.body.secret_ref).toBe("derived:1");
+    expect(r.body.key_version).toBe(1);
     const fetched = await admin<Record<string, unknown>>("GET", `/nodes/${id}`);
     expect(fetched.body.secret).toBeUndefined();
     const row = await env.DB.prepare("SELECT * FROM nodes WHERE id = ?").bind(id).first();
@@ -123,16 +145,60 @@ describe("nodes", () => {
     expect(dup.status).toBe(409);
   });
 
-  it("rotates a node secret: the old one stops signing heartbeats, the new one works", async () => {
+  it("rotates a node secret without downtime: the old secret works until the agent signs with the new one", async () => {
     const model = unique("rot-model");
     await configureModel(model);
     const id = unique("node");
     const first = await registerNode(id, [model]);
     expect((await heartbeat(id, first, [engine(model)])).status).toBe(200);
-    const rotated = await admin<{ secret: string; key_version: number }>("POST", `/nodes/${id}/rotate-secret`);
+    const rotated = await admin<{ secret: string; key_version: number; pending_key_version: number }>("POST", `/nodes/${id}/rotate-secret`);
+    expect(rotated.body.key_version).toBe(1);
+    expect(rotated.body.pending_key_version).toBe(2);
+    expect(rotated.body.secret).toMatch(/^sy_ns_2_/);
+    // Until the agent has the new secret, the old one still signs heartbeats.
+    expect((await heartbeat(id, first, [engine(model)])).status).toBe(200);
+    // The agent's first beat with the new secret promotes it; the old one is then refused.
+    expect((await heartbeat(id, rotated.body.secret, [engine(model)])).status).toBe(200);
+    const after = await admin<{ key_version: number; pending_key_version: number | null }>("GET", `/nodes/${id}`);
+    expect(after.body).toMatchObject({ key_version: 2, pending_key_version: null });
+    expect((await heartbeat(id, first, [engine(model)])).status).toBe(401);
+    expect((await heartbeat(id, rotated.body.secret, [engine(model)])).status).toBe(200);
+  });
+
+  it("an immediate rotation (leaked secret) refuses the old secret at once", async () => {
+    const model = unique("rot-model");
+    await configureModel(model);
+    const id = unique("node");
+    const first = await registerNode(id, [model]);
+    const rotated = await admin<{ secret: string; key_version: number }>("POST", `/nodes/${id}/rotate-secret`, { immediate: true });
     expect(rotated.body.key_version).toBe(2);
     expect((await heartbeat(id, first, [engine(model)])).status).toBe(401);
     expect((await heartbeat(id, rotated.body.secret, [engine(model)])).status).toBe(200);
+  });
+
+  it("a node deleted and registered again gets a new secret; the old one stays dead", async () => {
+    const model = unique("re-model");
+    await configureModel(model);
+    const id = unique("node");
+    const first = await registerNode(id, [model]);
+    await admin("DELETE", `/nodes/${id}`);
+    const second = await registerNode(id, [model]);
+    expect(second).not.toBe(first);
+    expect((await heartbeat(id, first, [engine(model)])).status).toBe(401);
+    expect((await heartbeat(id, second, [engine(model)])).status).toBe(200);
+  });
+
+  it("warns when a node is registered for a model nobody configured", async () => {
+    const r = await admin<{ warnings: string[] }>("POST", "/nodes", { id: unique("node"), region: "eu", models: ["never-configured-model"] });
+    expect(r.status).toBe(201);
+    expect(r.body.warnings[0]).toContain("never-configured-model");
+  });
+
+  it("refuses an update that changes nothing", async () => {
+    const id = unique("node");
+    await registerNode(id, ["m"]);
+    const r = await admin("PATCH", `/nodes/${id}`, {});
+    expect(r.status).toBe(400);
   });
 
   it("drains a node at once and lists its live state", async () => {

@@ -1,6 +1,6 @@
 /** Admin: models — which pool routes them, their default strategy and who may use them. */
-import { eq, inArray } from "drizzle-orm";
-import { Hono } from "hono";
+import { and, eq, inArray } from "drizzle-orm";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../../protocol/openai-error";
 import { openDb } from "../db/client";
@@ -38,8 +38,29 @@ export function defaultPoolName(model: string): string {
   return slug.length > 0 ? slug : "default";
 }
 
+/** Grants or withdraws one tenant's access to a restricted model without rewriting the list. */
+async function setAccess(c: Context<AppEnv>, allow: boolean): Promise<Response> {
+  const name = c.req.param("name") as string;
+  const tenantId = c.req.param("tenant") as string;
+  const db = openDb(c.env.DB);
+  if (!(await db.select({ name: models.name }).from(models).where(eq(models.name, name)).limit(1))[0]) {
+    throw new ApiError(404, `The model '${name}' does not exist.`, { param: "model", code: "model_not_found" });
+  }
+  if (!(await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1))[0]) {
+    throw new ApiError(404, `Tenant '${tenantId}' does not exist.`, { param: "tenant", code: "tenant_not_found" });
+  }
+  if (allow) await db.insert(modelAccess).values({ model: name, tenantId }).onConflictDoNothing();
+  else await db.delete(modelAccess).where(and(eq(modelAccess.model, name), eq(modelAccess.tenantId, tenantId)));
+  forgetModel(name);
+  return c.json(modelJson((await getModel(db, name)) as ModelConfig));
+}
+
+// Access grants live under /access/<tenant>/<model>: model names may contain '/', so the model
+// must be the last, greedy segment.
 export const modelRoutes = new Hono<AppEnv>()
-  .get("/models", async (c) => c.json(list((await listModels(openDb(c.env.DB), 0)).map(modelJson))))
+  .put("/access/:tenant/:name{.+}", async (c) => setAccess(c, true))
+  .delete("/access/:tenant/:name{.+}", async (c) => setAccess(c, false))
+  .get("/models", async (c) => c.json(list((await listModels(openDb(c.env.DB), { fresh: true })).map(modelJson))))
   .get("/models/:name{.+}", async (c) => {
     forgetModel(c.req.param("name"));
     const m = await getModel(openDb(c.env.DB), c.req.param("name"));

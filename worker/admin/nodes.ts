@@ -13,7 +13,7 @@ import type { AppEnv, Env } from "../env";
 import { SLUG_PATTERN } from "../lib/ids";
 import { listModels } from "../models/catalog";
 import { forgetNode, loadNode, type NodeRecord } from "../nodes/node-directory";
-import { deriveNodeSecret, formatSecretRef, parseSecretRef, type SecretRef } from "../nodes/node-secrets";
+import { deriveNodeSecret, formatSecretRef, newSecretRef, type SecretRef } from "../nodes/node-secrets";
 import { forgetNodeSecret } from "../nodes/node-signer";
 import type { PoolNodeSnapshot } from "../pool/types";
 import { adminBody, iso, list } from "./validate";
@@ -26,15 +26,23 @@ const registerNode = z.strictObject({
   region: z.string().regex(SLUG_PATTERN, "must be a lowercase slug"),
   url: httpUrl.optional(),
   models: modelList,
-  /** `env:<BINDING>` to keep the node's secret in a Worker secret instead of deriving it. */
-  secret_ref: z.string().regex(/^env:[A-Z_][A-Z0-9_]{0,127}$/, "must be env:<SECRET_BINDING>").optional(),
 });
 
-const updateNode = z.strictObject({
-  region: z.string().regex(SLUG_PATTERN, "must be a lowercase slug").optional(),
-  url: httpUrl.nullable().optional(),
-  models: modelList.optional(),
+const rotateSecret = z.strictObject({
+  /**
+   * Make the new secret active at once (for a leaked secret: the node is out until its agent has
+   * it). By default the new secret stays pending until the agent signs a heartbeat with it.
+   */
+  immediate: z.boolean().default(false),
 });
+
+const updateNode = z
+  .strictObject({
+    region: z.string().regex(SLUG_PATTERN, "must be a lowercase slug").optional(),
+    url: httpUrl.nullable().optional(),
+    models: modelList.optional(),
+  })
+  .refine((b) => b.region !== undefined || b.url !== undefined || b.models !== undefined, "give at least one of region, url, models");
 
 function nodeJson(n: NodeRecord, live?: PoolNodeSnapshot[]) {
   return {
@@ -43,8 +51,8 @@ function nodeJson(n: NodeRecord, live?: PoolNodeSnapshot[]) {
     url: n.url,
     models: n.models,
     drained: n.drained,
-    secret_ref: formatSecretRef(n.secretRef),
     key_version: n.secretRef.version,
+    pending_key_version: n.nextSecretRef?.version ?? null,
     created_at: iso(n.createdAt),
     updated_at: iso(n.updatedAt),
     ...(live ? { live: live.map(liveJson) } : {}),
@@ -73,17 +81,22 @@ async function requireNode(db: Db, id: string): Promise<NodeRecord> {
   return n;
 }
 
-async function secretFor(env: Env, nodeId: string, ref: SecretRef): Promise<string | null> {
-  if (ref.kind !== "derived") return null;
+async function secretFor(env: Env, nodeId: string, ref: SecretRef): Promise<string> {
   if (!env.NODE_SECRET_KEY) throw new ApiError(503, "Set the NODE_SECRET_KEY secret before registering nodes.", { code: "node_secret_key_missing" });
-  return deriveNodeSecret(env.NODE_SECRET_KEY, nodeId, ref.version);
+  return deriveNodeSecret(env.NODE_SECRET_KEY, nodeId, ref);
+}
+
+/** Models in `names` that no model configuration routes yet (their heartbeats are ignored until one does). */
+async function unconfigured(db: Db, names: string[]): Promise<string[]> {
+  const known = new Set((await listModels(db, { fresh: true })).map((m) => m.name));
+  return names.filter((n) => !known.has(n));
 }
 
 /** Pools that route any of these models. */
 async function poolsOf(db: Db, modelNames: Iterable<string>): Promise<Set<string>> {
   const wanted = new Set(modelNames);
   const out = new Set<string>();
-  for (const m of await listModels(db, 0)) if (wanted.has(m.name)) out.add(m.pool);
+  for (const m of await listModels(db, { fresh: true })) if (wanted.has(m.name)) out.add(m.pool);
   return out;
 }
 
@@ -110,7 +123,7 @@ export const nodeRoutes = new Hono<AppEnv>()
     const body = await adminBody(c, registerNode);
     const db = openDb(c.env.DB);
     if (await loadNode(db, body.id)) throw new ApiError(409, `Node '${body.id}' already exists.`, { param: "id", code: "node_exists" });
-    const ref: SecretRef = body.secret_ref ? (parseSecretRef(body.secret_ref) as SecretRef) : { kind: "derived", version: 1 };
+    const ref = newSecretRef(1);
     const secret = await secretFor(c.env, body.id, ref);
     const now = Date.now();
     await db.batch([
@@ -119,7 +132,9 @@ export const nodeRoutes = new Hono<AppEnv>()
     ]);
     forgetNode(body.id);
     const record = await requireNode(db, body.id);
-    return c.json({ ...nodeJson(record), secret }, 201);
+    const missing = await unconfigured(db, record.models);
+    const warnings = missing.map((m) => `model '${m}' is not configured: the node is not used for it until it is (PUT /admin/models/${m})`);
+    return c.json({ ...nodeJson(record), secret, warnings }, 201);
   })
   .get("/nodes", async (c) => {
     const db = openDb(c.env.DB);
@@ -172,14 +187,20 @@ export const nodeRoutes = new Hono<AppEnv>()
     return c.json(nodeJson({ ...record, drained: false }));
   })
   .post("/nodes/:id/rotate-secret", async (c) => {
+    const body = await adminBody(c, rotateSecret, { optional: true });
     const db = openDb(c.env.DB);
     const record = await requireNode(db, c.req.param("id"));
-    const ref: SecretRef = { ...record.secretRef, version: record.secretRef.version + 1 };
+    // A fresh salt every time: re-issuing a pending rotation invalidates the previous pending secret.
+    const ref = newSecretRef(record.secretRef.version + 1);
     const secret = await secretFor(c.env, record.id, ref);
-    await db.update(nodes).set({ secretRef: formatSecretRef(ref), updatedAt: Date.now() }).where(eq(nodes.id, record.id));
+    const updated = body.immediate ? { ...record, secretRef: ref, nextSecretRef: null } : { ...record, nextSecretRef: ref };
+    await db
+      .update(nodes)
+      .set({ secretRef: formatSecretRef(updated.secretRef), nextSecretRef: updated.nextSecretRef ? formatSecretRef(updated.nextSecretRef) : null, updatedAt: Date.now() })
+      .where(eq(nodes.id, record.id));
     forgetNode(record.id);
     forgetNodeSecret(record.id);
-    return c.json({ ...nodeJson({ ...record, secretRef: ref }), secret });
+    return c.json({ ...nodeJson(updated), secret, immediate: body.immediate });
   })
   .delete("/nodes/:id", async (c) => {
     const db = openDb(c.env.DB);

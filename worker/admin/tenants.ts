@@ -45,6 +45,11 @@ function keyJson(k: ApiKeyRow, now = Date.now()) {
   };
 }
 
+/** This isolate forgets the tenant's keys at once (either way); the others within KEY_CACHE_TTL_MS. */
+async function forgetTenantKeys(db: ReturnType<typeof openDb>, tenantId: string): Promise<void> {
+  for (const k of await db.select({ hash: apiKeys.hash }).from(apiKeys).where(eq(apiKeys.tenantId, tenantId))) forgetKeyHash(k.hash);
+}
+
 async function requireTenant(db: ReturnType<typeof openDb>, id: string): Promise<TenantRow> {
   const row = (await db.select().from(tenants).where(eq(tenants.id, id)).limit(1))[0];
   if (!row) throw new ApiError(404, `Tenant '${id}' does not exist.`, { param: "tenant", code: "tenant_not_found" });
@@ -74,12 +79,14 @@ export const tenantRoutes = new Hono<AppEnv>()
     const t = await requireTenant(db, c.req.param("id"));
     const disabledAt = t.disabledAt ?? Date.now();
     await db.update(tenants).set({ disabledAt }).where(eq(tenants.id, t.id));
+    await forgetTenantKeys(db, t.id);
     return c.json(tenantJson({ ...t, disabledAt }));
   })
   .post("/tenants/:id/enable", async (c) => {
     const db = openDb(c.env.DB);
     const t = await requireTenant(db, c.req.param("id"));
     await db.update(tenants).set({ disabledAt: null }).where(eq(tenants.id, t.id));
+    await forgetTenantKeys(db, t.id);
     return c.json(tenantJson({ ...t, disabledAt: null }));
   })
   .post("/tenants/:id/keys", async (c) => {

@@ -79,13 +79,12 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
     c.req.raw.signal.addEventListener("abort", onClientGone, { once: true });
     const headersTimer = setTimeout(() => abort.abort(new Error("timed out waiting for the node's response headers")), numberVar(env.UPSTREAM_HEADERS_TIMEOUT_MS, DEFAULT_UPSTREAM_HEADERS_TIMEOUT_MS));
     try {
-      const signature = await signForNode(env, db, decision.nodeId, "POST", path, body);
+      const signature = await signForNode(env, db, decision.nodeId, { method: "POST", path, body, tenant: tenant.tenantId });
       upstream = await nodeFetch(env, decision.region)(decision.url.replace(/\/$/, "") + path, {
         method: "POST",
         headers: {
           "content-type": "application/json",
           [HeaderNames.requestId]: requestId,
-          [HeaderNames.tenant]: tenant.tenantId,
           ...signature,
         },
         body,

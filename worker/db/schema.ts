@@ -68,10 +68,12 @@ export const nodes = sqliteTable("nodes", {
   /** Where the edge reaches the agent; when null the agent's advertised URL is used. */
   url: text("url"),
   /**
-   * Where the node's signing secret lives, never the secret itself: `derived:<version>` (HMAC of
-   * NODE_SECRET_KEY, the default) or `env:<BINDING>` (a Worker secret holding it).
+   * The node's active signing secret as a reference, never the secret itself:
+   * `derived:<version>:<salt>` (an HMAC of the NODE_SECRET_KEY Worker secret; worker/nodes/node-secrets.ts).
    */
   secretRef: text("secret_ref").notNull(),
+  /** A rotated secret not yet in use: promoted when the agent first signs a heartbeat with it. */
+  nextSecretRef: text("next_secret_ref"),
   /** Drained nodes finish what they run but get no new requests. */
   drained: integer("drained", { mode: "boolean" }).notNull(),
   createdAt: integer("created_at").notNull(),

@@ -43,9 +43,10 @@ export function getModel(db: Db, name: string): Promise<ModelConfig | null> {
   return cache.getOrLoad(name, () => loadModel(db, name));
 }
 
-/** Every configured model (cached for the same TTL). */
-export async function listModels(db: Db, now = Date.now()): Promise<ModelConfig[]> {
-  if (listCache && now - listCache.at < 5_000) return listCache.value;
+/** Every configured model (cached for the same TTL unless `fresh` asks for D1's current view). */
+export async function listModels(db: Db, { fresh = false } = {}): Promise<ModelConfig[]> {
+  const now = Date.now();
+  if (!fresh && listCache && now - listCache.at < 5_000) return listCache.value;
   const rows = await db.select().from(models).orderBy(models.name);
   const access = await db.select().from(modelAccess);
   const byModel = new Map<string, Set<string>>();

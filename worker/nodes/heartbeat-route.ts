@@ -15,7 +15,7 @@ import { log } from "../lib/log";
 import { listModels } from "../models/catalog";
 import type { PoolHeartbeat } from "../pool/types";
 import { getNode } from "./node-directory";
-import { nodeSecret } from "./node-signer";
+import { heartbeatSecret, promotePendingSecret } from "./node-signer";
 
 const MAX_HEARTBEAT_BYTES = 64 * 1024;
 const nonces = new NonceCache();
@@ -24,14 +24,16 @@ export const heartbeatRoutes = new Hono<AppEnv>().post(HEARTBEAT_PATH, async (c)
   const raw = await readBodyLimited(c.req.raw, MAX_HEARTBEAT_BYTES);
   const db = openDb(c.env.DB);
   const url = new URL(c.req.url);
+  let signedWithPending = false;
   const verdict = await verifyRequest({
     method: "POST",
     path: url.pathname + url.search,
     body: raw,
     headers: c.req.raw.headers,
     secretFor: async (nodeId, version) => {
-      const s = await nodeSecret(c.env, db, nodeId);
-      return s && s.version === version ? s.secret : undefined;
+      const s = await heartbeatSecret(c.env, db, nodeId, version);
+      signedWithPending = s?.pending ?? false;
+      return s?.secret;
     },
     rememberNonce: (nodeId, nonce, ts) => nonces.remember(nodeId, nonce, ts),
   });
@@ -47,6 +49,10 @@ export const heartbeatRoutes = new Hono<AppEnv>().post(HEARTBEAT_PATH, async (c)
   }
   const hb = parsed.data;
   if (hb.nodeId !== verdict.nodeId) throw new ApiError(400, "'nodeId' does not match the signing node.", { param: "nodeId", code: "invalid_heartbeat" });
+  if (signedWithPending) {
+    await promotePendingSecret(c.env, db, hb.nodeId);
+    log("info", "node_secret_promoted", { node: hb.nodeId, keyVersion: verdict.keyVersion });
+  }
   const node = await getNode(db, hb.nodeId);
   if (!node) throw new ApiError(401, "Heartbeat rejected: unknown node.", { code: "unknown_node" });
   const address = node.url ?? hb.url;

@@ -14,6 +14,8 @@ export interface NodeRecord {
   region: string;
   url: string | null;
   secretRef: SecretRef;
+  /** Pending rotation, if any. */
+  nextSecretRef: SecretRef | null;
   drained: boolean;
   models: string[];
   createdAt: number;
@@ -31,12 +33,15 @@ export async function loadNode(db: Db, id: string): Promise<NodeRecord | null> {
   if (!row) return null;
   const ref = parseSecretRef(row.secretRef);
   if (!ref) throw new Error(`node ${id} has an unreadable secret_ref`);
+  const next = row.nextSecretRef ? (parseSecretRef(row.nextSecretRef) ?? null) : null;
+  // A reference we cannot read is treated as no pending rotation rather than a broken node.
   const served = await db.select({ model: nodeModels.model }).from(nodeModels).where(eq(nodeModels.nodeId, id));
   return {
     id: row.id,
     region: row.region,
     url: row.url,
     secretRef: ref,
+    nextSecretRef: next,
     drained: row.drained,
     models: served.map((m) => m.model).sort(),
     createdAt: row.createdAt,

@@ -1,0 +1,111 @@
+/** `switchyard models ...`: which pool routes a model, its default strategy, who may use it. */
+import { type Command, Option } from "commander";
+import { seg } from "../admin-client";
+import { adminCommand, adminContext, collect, naming, withExamples } from "../admin-command";
+import type { DeletedJson, ListBody, ModelJson } from "../admin-types";
+import { type Column, fields, isoWithAge, json, shortIso, table } from "../output";
+
+function access(m: ModelJson): string {
+  if (m.allow_all_tenants) return "all tenants";
+  return m.tenants.length === 0 ? "no tenants" : m.tenants.join(", ");
+}
+
+const columns: Column<ModelJson>[] = [
+  { header: "name", value: (m) => m.name },
+  { header: "pool", value: (m) => m.pool },
+  { header: "strategy", value: (m) => m.default_strategy },
+  { header: "access", value: access },
+  { header: "created", value: (m) => shortIso(m.created_at) },
+];
+
+function modelFields(m: ModelJson): string {
+  return fields([
+    ["name", m.name],
+    ["pool", m.pool],
+    ["default strategy", m.default_strategy],
+    ["access", access(m)],
+    ...(m.allow_all_tenants && m.tenants.length > 0 ? ([["listed tenants", `${m.tenants.join(", ")} (unused while all tenants are allowed)`]] as const) : []),
+    ["created", isoWithAge(m.created_at)],
+  ]);
+}
+
+interface ConfigureOpts {
+  pool?: string;
+  defaultStrategy?: string;
+  allowAllTenants?: boolean;
+  restrictTo?: string[];
+}
+
+export function registerModelCommands(program: Command): void {
+  const models = withExamples(program.command("models").description("manage models: their pool, default routing strategy and tenant access"), [
+    "switchyard models configure llama-3.1-8b --default-strategy least-request",
+    "switchyard models list",
+  ]);
+
+  adminCommand(models, "list", "list configured models", ["switchyard models list", "switchyard models list --json"]).action(async (_opts: unknown, cmd: Command) => {
+    const ctx = adminContext(cmd);
+    const body = await ctx.client.get<ListBody<ModelJson>>("/models");
+    if (ctx.json) return ctx.out.out(json(body));
+    ctx.out.out(body.data.length === 0 ? "No models configured. Configure one with: switchyard models configure <name>\n" : table(body.data, columns));
+  });
+
+  adminCommand(models, "show <name>", "show one model's configuration", ["switchyard models show llama-3.1-8b", "switchyard models show meta-llama/Llama-3.1-8B-Instruct"]).action(
+    async (name: string, _opts: unknown, cmd: Command) => {
+      const ctx = adminContext(cmd);
+      const m = await ctx.client.get<ModelJson>(`/models/${seg(name)}`);
+      ctx.out.out(ctx.json ? json(m) : modelFields(m));
+    },
+  );
+
+  adminCommand(models, "configure <name>", "create or update a model; options left out keep their current value (new models: pool from the name, least-request, all tenants)", [
+    "switchyard models configure llama-3.1-8b",
+    "switchyard models configure llama-3.1-8b --pool llama-8b --default-strategy least-request:3,random",
+    "switchyard models configure llama-3.1-8b --restrict-to acme --restrict-to globex",
+    "switchyard models configure llama-3.1-8b --allow-all-tenants",
+  ])
+    .option("--pool <pool>", "pool (lowercase slug) whose nodes serve the model; models sharing a pool share its nodes' load view")
+    .option("--default-strategy <spec>", "routing strategy used when a request names none: a name or weighted names, e.g. least-request or least-request:3,random")
+    .addOption(new Option("--allow-all-tenants", "let every tenant use the model").conflicts("restrictTo"))
+    .addOption(new Option("--restrict-to <tenant>", "only these tenants may use the model (repeat, or comma-separate); replaces the list").argParser(collect))
+    .action(async (name: string, opts: ConfigureOpts, cmd: Command) => {
+      const ctx = adminContext(cmd);
+      const body = {
+        ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
+        ...(opts.defaultStrategy !== undefined ? { default_strategy: opts.defaultStrategy } : {}),
+        ...(opts.allowAllTenants ? { allow_all_tenants: true } : {}),
+        ...(opts.restrictTo !== undefined ? { allow_all_tenants: false, tenants: opts.restrictTo } : {}),
+      };
+      const m = await naming(ctx.client.put<ModelJson>(`/models/${seg(name)}`, body), {
+        name: "<name>",
+        pool: "--pool",
+        default_strategy: "--default-strategy",
+        allow_all_tenants: "--allow-all-tenants",
+        tenants: "--restrict-to",
+      });
+      ctx.out.out(ctx.json ? json(m) : `Configured model ${m.name}.\n${modelFields(m)}`);
+    });
+
+  adminCommand(models, "allow <name> <tenant>", "let one more tenant use a restricted model (the rest of the list is kept)", ["switchyard models allow llama-3.1-8b acme"]).action(
+    async (name: string, tenant: string, _opts: unknown, cmd: Command) => {
+      const ctx = adminContext(cmd);
+      const m = await ctx.client.put<ModelJson>(`/access/${seg(tenant)}/${seg(name)}`, {});
+      ctx.out.out(ctx.json ? json(m) : `Tenant ${tenant} may use ${m.name}.\n${modelFields(m)}`);
+    },
+  );
+
+  adminCommand(models, "deny <name> <tenant>", "withdraw one tenant's access to a restricted model", ["switchyard models deny llama-3.1-8b acme"]).action(
+    async (name: string, tenant: string, _opts: unknown, cmd: Command) => {
+      const ctx = adminContext(cmd);
+      const m = await ctx.client.delete<ModelJson>(`/access/${seg(tenant)}/${seg(name)}`);
+      ctx.out.out(ctx.json ? json(m) : `Tenant ${tenant} no longer appears in ${m.name}'s list.\n${modelFields(m)}`);
+    },
+  );
+
+  adminCommand(models, "remove <name>", "remove a model's configuration: requests for it fail until it is configured again", ["switchyard models remove llama-3.1-8b"]).action(
+    async (name: string, _opts: unknown, cmd: Command) => {
+      const ctx = adminContext(cmd);
+      const r = await ctx.client.delete<DeletedJson>(`/models/${seg(name)}`);
+      ctx.out.out(ctx.json ? json(r) : `Removed model ${r.name ?? name}.\n`);
+    },
+  );
+}

@@ -1,0 +1,1 @@
+ALTER TABLE `nodes` ADD `next_secret_ref` text;
