@@ -8,8 +8,9 @@ import type { Logger } from "../lib/log";
 import type { EngineAdapter } from "./engine";
 import { llamaCppEngineConfigSchema } from "./llamacpp/config";
 import { openAIEngineConfigSchema } from "./openai/config";
+import { simEngineConfigSchema } from "./sim/config";
 
-export const engineConfigSchema = z.discriminatedUnion("kind", [llamaCppEngineConfigSchema, openAIEngineConfigSchema]);
+export const engineConfigSchema = z.discriminatedUnion("kind", [llamaCppEngineConfigSchema, openAIEngineConfigSchema, simEngineConfigSchema]);
 export type EngineConfig = z.infer<typeof engineConfigSchema>;
 export type EngineConfigInput = z.input<typeof engineConfigSchema>;
 
@@ -22,6 +23,10 @@ export async function createEngine(config: EngineConfig, log: Logger): Promise<E
     case "openai": {
       const { createOpenAIEngine } = await import("./openai/adapter");
       return createOpenAIEngine(config, log);
+    }
+    case "sim": {
+      const { createSimEngine } = await import("./sim/adapter");
+      return createSimEngine(config);
     }
   }
 }

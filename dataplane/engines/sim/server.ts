@@ -1,0 +1,161 @@
+/**
+ * A standalone vLLM-compatible server around the emulator: the OpenAI routes vLLM serves
+ * (`/v1/chat/completions`, `/v1/completions`, `/v1/models`), `/health`, `/metrics` (vLLM's names),
+ * `/tokenize`, `/version`, `/reset_prefix_cache`, and the KV events vLLM publishes over ZMQ, here as Server-Sent Events on
+ * `/kv-events` (one `data:` line per EventBatch). Point an `openai` engine of the agent at it and
+ * the agent scrapes and proxies it as it would a real vLLM.
+ *
+ * @example
+ * ```ts
+ * const server = await startSimServer({ port: 0, config: { kind: "sim", model: "llama-3-8b", timeScale: 10 } });
+ * await fetch(`${server.url}/v1/models`);
+ * await server.close();
+ * ```
+ */
+import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
+import { Hono } from "hono";
+import { ApiError } from "../../../protocol/openai-error";
+import { type ChatMessage, type Endpoint, validateGenerationRequest } from "../../../protocol/openai-request";
+import { createSimEngine, type SimEngine } from "./adapter";
+import type { SimEngineConfigInput } from "./config";
+import { promptTokens } from "./prompt";
+
+export const SIM_VERSION = "0.1.0-sim";
+const KV_EVENTS_HEARTBEAT_MS = 15_000;
+const encoder = new TextEncoder();
+
+export interface SimAppOptions {
+  /** Bearer token required on /v1/* and /tokenize (vLLM's --api-key). */
+  apiKey?: string;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(400, "The request body is not valid JSON.", { code: "invalid_json" });
+  }
+}
+
+/** The Hono app serving `engine` (already started). */
+export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono {
+  const app = new Hono();
+  app.onError((err) => {
+    if (err instanceof ApiError) return err.toResponse();
+    return new ApiError(500, err instanceof Error ? err.message : String(err), { code: "engine_error" }).toResponse();
+  });
+
+  const authorize = (req: Request) => {
+    if (opts.apiKey && req.headers.get("authorization") !== `Bearer ${opts.apiKey}`) {
+      throw new ApiError(401, "Invalid API key.", { code: "invalid_api_key" });
+    }
+  };
+
+  const generate = (endpoint: Endpoint) => async (c: { req: { raw: Request } }) => {
+    const raw = c.req.raw;
+    authorize(raw);
+    const text = await raw.text();
+    const body = validateGenerationRequest(endpoint, parseJson(text));
+    if (body.model !== engine.model) throw new ApiError(404, `The model \`${body.model}\` does not exist.`, { param: "model", code: "model_not_found" });
+    return engine.handle({
+      requestId: raw.headers.get("x-request-id") ?? randomUUID().replaceAll("-", ""),
+      endpoint,
+      body,
+      rawBody: encoder.encode(text),
+      signal: raw.signal,
+    });
+  };
+  app.post("/v1/chat/completions", generate("chat"));
+  app.post("/v1/completions", generate("completions"));
+
+  app.get("/v1/models", (c) => {
+    authorize(c.req.raw);
+    return c.json({
+      object: "list",
+      data: [{ id: engine.model, object: "model", created: Math.floor(Date.now() / 1000), owned_by: "vllm", root: engine.model, parent: null, max_model_len: engine.core.maxModelLen, permission: [] }],
+    });
+  });
+
+  app.post("/tokenize", async (c) => {
+    authorize(c.req.raw);
+    const body = parseJson(await c.req.raw.text()) as { prompt?: unknown; messages?: unknown; model?: string };
+    let tokens: number[];
+    if (Array.isArray(body.messages)) tokens = promptTokens("chat", { model: engine.model, messages: body.messages as ChatMessage[] });
+    else if (typeof body.prompt === "string") tokens = promptTokens("completions", { model: engine.model, prompt: body.prompt });
+    else throw new ApiError(400, "'prompt' or 'messages' is required.", { code: "missing_required_parameter" });
+    return c.json({ count: tokens.length, max_model_len: engine.core.maxModelLen, tokens });
+  });
+
+  // vLLM serves this in dev mode (VLLM_SERVER_DEV_MODE=1); refused while requests hold blocks.
+  app.post("/reset_prefix_cache", (c) => {
+    authorize(c.req.raw);
+    if (!engine.core.resetPrefixCache()) throw new ApiError(409, "Requests are running; the prefix cache was not reset.", { code: "engine_busy" });
+    return new Response(null, { status: 200 });
+  });
+  app.get("/health", () => new Response(null, { status: engine.load().healthy ? 200 : 503 }));
+  app.get("/version", (c) => c.json({ version: SIM_VERSION }));
+  app.get("/metrics", () => new Response(engine.metricsText(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
+
+  app.get("/kv-events", () => {
+    let unsubscribe: (() => void) | undefined;
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode(": kv-events\n\n"));
+        unsubscribe = engine.onKvEvents((batch) => controller.enqueue(encoder.encode(`data: ${JSON.stringify(batch)}\n\n`)));
+        heartbeat = setInterval(() => controller.enqueue(encoder.encode(": ping\n\n")), KV_EVENTS_HEARTBEAT_MS);
+        heartbeat.unref();
+      },
+      cancel() {
+        unsubscribe?.();
+        clearInterval(heartbeat);
+      },
+    });
+    return new Response(stream, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" } });
+  });
+
+  return app;
+}
+
+export interface SimServerOptions extends SimAppOptions {
+  /** 0 picks a free port. Default 8000 (vLLM's). */
+  port?: number;
+  host?: string;
+  config: SimEngineConfigInput;
+}
+
+export interface RunningSimServer {
+  url: string;
+  engine: SimEngine;
+  close(): Promise<void>;
+}
+
+export async function startSimServer(opts: SimServerOptions): Promise<RunningSimServer> {
+  const engine = createSimEngine(opts.config);
+  await engine.start();
+  const host = opts.host ?? "127.0.0.1";
+  const app = createSimApp(engine, opts);
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port: opts.port ?? 8000 }, () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    engine,
+    close() {
+      closing ??= (async () => {
+        await engine.stop();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          const http = server as { closeAllConnections?: () => void };
+          http.closeAllConnections?.();
+        });
+      })();
+      return closing;
+    },
+  };
+}
