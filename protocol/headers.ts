@@ -13,8 +13,17 @@ export const HeaderNames = {
   region: "x-switchyard-region",
   /** Response: strategy actually used for the decision. */
   strategy: "x-switchyard-routing-strategy",
-  /** Edge → agent: tenant id (for tenant-scoped caches and logs; never a credential). */
+  /** Edge → agent: tenant id (for tenant-scoped caches and logs; never a credential). Signed. */
   tenant: "x-switchyard-tenant",
+  /**
+   * Edge → agent: the cache namespace of the request's prompt (`t:<tenant>:<model>`, or
+   * `m:<model>` for models that share prefixes). Engines never reuse KV across namespaces. Signed.
+   */
+  cacheNamespace: "x-switchyard-cache-namespace",
+  /** Response: prompt blocks the chosen node was believed to hold / blocks in the prompt. */
+  prefixBlocks: "x-switchyard-prefix-blocks",
+  /** Request: client-chosen session affinity key (AIBrix's name is accepted too). */
+  sessionKey: "x-session-key",
   /** Edge → agent signature headers (see protocol/signing.ts). */
   sigNode: "x-switchyard-node-id",
   sigTimestamp: "x-switchyard-timestamp",

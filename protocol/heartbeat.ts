@@ -26,6 +26,13 @@ export const engineLoadSchema = z.object({
   kvUsage: z.number().min(0).max(1),
   /** KV cache capacity in tokens (bounds the edge's view of what the node can hold). */
   kvCapacityTokens: z.number().int().min(0).max(1e12),
+  /**
+   * Cached KV tokens the engine has evicted since `kvEpoch` began (a running total, so a lost beat
+   * loses nothing): the edge forgets as many of the node's oldest prefix blocks.
+   */
+  kvEvictedTokens: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  /** Changes whenever the engine's cache was emptied (restart, reset): the edge forgets the node's prefixes. */
+  kvEpoch: z.string().max(64).optional(),
 });
 
 export const heartbeatSchema = z.object({

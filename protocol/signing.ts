@@ -24,6 +24,8 @@ export interface SignInput {
   body: Uint8Array;
   /** Tenant the request is for; signed and sent as x-switchyard-tenant. */
   tenant?: string;
+  /** Cache namespace of the prompt; signed and sent as x-switchyard-cache-namespace. */
+  cacheNamespace?: string;
   timestampMs?: number;
   nonce?: string;
 }
@@ -36,20 +38,30 @@ async function hmacHex(secret: string, message: string): Promise<string> {
 }
 
 /**
- * The signed string. The tenant header is part of it because agents scope caches by tenant: a
- * request whose tenant was changed in transit must not verify.
+ * The signed string. The tenant and cache-namespace headers are part of it because agents scope
+ * caches by them: a request re-addressed to another tenant in transit must not verify.
  */
-export async function canonicalString(method: string, path: string, timestampMs: number, nonce: string, body: Uint8Array, nodeId: string, tenant = ""): Promise<string> {
-  return [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, tenant, await sha256Hex(body)].join("\n");
+export async function canonicalString(
+  method: string,
+  path: string,
+  timestampMs: number,
+  nonce: string,
+  body: Uint8Array,
+  nodeId: string,
+  tenant = "",
+  cacheNamespace = "",
+): Promise<string> {
+  return [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, tenant, cacheNamespace, await sha256Hex(body)].join("\n");
 }
 
 export async function signRequest(input: SignInput): Promise<SignatureHeaders> {
   const timestampMs = input.timestampMs ?? Date.now();
   const nonce = input.nonce ?? toBase64Url(randomBytes(16));
-  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId, input.tenant ?? "");
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId, input.tenant ?? "", input.cacheNamespace ?? "");
   const mac = await hmacHex(input.secret, canonical);
   return {
     ...(input.tenant !== undefined ? { [HeaderNames.tenant]: input.tenant } : {}),
+    ...(input.cacheNamespace !== undefined ? { [HeaderNames.cacheNamespace]: input.cacheNamespace } : {}),
     [HeaderNames.sigNode]: input.nodeId,
     [HeaderNames.sigTimestamp]: String(timestampMs),
     [HeaderNames.sigNonce]: nonce,
@@ -104,8 +116,7 @@ export async function verifyRequest(input: VerifyInput): Promise<VerifyResult> {
   const secret = await input.secretFor(nodeId, keyVersion);
   if (secret === null) return { ok: false, reason: "unknown_node" };
   if (secret === undefined) return { ok: false, reason: "unknown_key_version" };
-  const tenant = h.get(HeaderNames.tenant) ?? "";
-  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId, tenant);
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId, h.get(HeaderNames.tenant) ?? "", h.get(HeaderNames.cacheNamespace) ?? "");
   const expected = fromHex(await hmacHex(secret, canonical));
   if (!expected || !timingSafeEqual(expected, given)) return { ok: false, reason: "bad_signature" };
   if (input.rememberNonce && !input.rememberNonce(nodeId, nonce, timestampMs)) return { ok: false, reason: "replayed_nonce" };

@@ -9,6 +9,7 @@ import { HeaderNames } from "../protocol/headers";
 import { adminAuth } from "./admin/admin-auth";
 import { modelRoutes } from "./admin/models";
 import { nodeRoutes } from "./admin/nodes";
+import { regionRoutes } from "./admin/regions";
 import { tenantRoutes } from "./admin/tenants";
 import { openaiRoutes } from "./api/openai-routes";
 import type { AppEnv } from "./env";
@@ -32,6 +33,7 @@ admin.use("*", adminAuth);
 admin.route("/", tenantRoutes);
 admin.route("/", modelRoutes);
 admin.route("/", nodeRoutes);
+admin.route("/", regionRoutes);
 app.route("/admin", admin);
 
 app.notFound((c) => new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, { code: "unknown_route" }).toResponse({ [HeaderNames.requestId]: c.get("requestId") ?? "" }));

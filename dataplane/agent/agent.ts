@@ -94,6 +94,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
         maxConcurrency: engine.maxConcurrency,
         kvUsage: load.kvUsage,
         kvCapacityTokens: load.kvCapacityTokens,
+        ...(load.kvEvictedTokens !== undefined ? { kvEvictedTokens: load.kvEvictedTokens } : {}),
+        ...(load.kvEpoch !== undefined ? { kvEpoch: load.kvEpoch } : {}),
       };
     }),
   });

@@ -115,6 +115,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     const body = validateGenerationRequest(endpoint, parseBody(raw));
     const requestId = c.req.header(HeaderNames.requestId) ?? crypto.randomUUID();
     const tenantId = c.req.header(HeaderNames.tenant);
+    const cacheNamespace = c.req.header(HeaderNames.cacheNamespace);
     const slot = deps.engines.get(body.model);
     if (!slot) throw new ApiError(404, `This node does not serve the model '${body.model}'.`, { param: "model", code: "model_not_found" });
     const log = deps.log.child({ requestId, model: body.model });
@@ -122,7 +123,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     const release: Release = await slot.admission.acquire(signal);
     let response: Response;
     try {
-      response = await slot.engine.handle({ requestId, endpoint, body, rawBody: raw, ...(tenantId ? { tenantId } : {}), signal });
+      response = await slot.engine.handle({ requestId, endpoint, body, rawBody: raw, ...(tenantId ? { tenantId } : {}), ...(cacheNamespace ? { cacheNamespace } : {}), signal });
     } catch (err) {
       release();
       throw err;

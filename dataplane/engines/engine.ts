@@ -11,8 +11,13 @@ export interface EngineRequest {
   body: GenerationRequest;
   /** The body bytes exactly as the edge sent them; proxies forward these. */
   rawBody: Uint8Array;
-  /** Tenant the edge authenticated (for tenant-scoped caches); absent on direct calls. */
+  /** Tenant the edge authenticated (for logs); absent on direct calls. */
   tenantId?: string;
+  /**
+   * Cache namespace of the prompt (signed by the edge): engines reuse cached KV only within it, so
+   * no tenant can see, or time, another tenant's cached prompts. Absent on direct calls.
+   */
+  cacheNamespace?: string;
   /** Aborts when the client goes away; adapters must stop work and free the slot. */
   signal: AbortSignal;
 }
@@ -27,6 +32,10 @@ export interface EngineLoad {
   kvUsage: number;
   /** KV capacity in tokens. */
   kvCapacityTokens: number;
+  /** Cached KV tokens evicted since the cache epoch began (running total), when the engine knows. */
+  kvEvictedTokens?: number;
+  /** Identifies the engine's cache lifetime; changes when the cache is emptied or the engine restarts. */
+  kvEpoch?: string;
 }
 
 export interface EngineAdapter {

@@ -19,6 +19,8 @@ const configureModel = z.strictObject({
   default_strategy: z.string().min(1).max(512).optional(),
   allow_all_tenants: z.boolean().optional(),
   tenants: z.array(z.string().min(1).max(128)).max(10_000).optional(),
+  /** `tenant`: each tenant's prompts match only its own cached prefixes; `shared`: all tenants share. */
+  prefix_sharing: z.enum(["tenant", "shared"]).optional(),
 });
 
 export function modelJson(m: ModelConfig) {
@@ -27,6 +29,7 @@ export function modelJson(m: ModelConfig) {
     pool: m.pool,
     default_strategy: m.defaultStrategy,
     allow_all_tenants: m.allowAllTenants,
+    prefix_sharing: m.prefixSharing,
     tenants: [...m.tenants].sort(),
     created_at: iso(m.createdAt),
   };
@@ -88,10 +91,11 @@ export const modelRoutes = new Hono<AppEnv>()
       pool: body.pool ?? existing?.pool ?? defaultPoolName(name),
       defaultStrategy: body.default_strategy ?? existing?.defaultStrategy ?? DEFAULT_STRATEGY,
       allowAllTenants: body.allow_all_tenants ?? existing?.allowAllTenants ?? true,
+      prefixSharing: body.prefix_sharing ?? existing?.prefixSharing ?? ("tenant" as const),
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };
-    const writes = [db.insert(models).values(row).onConflictDoUpdate({ target: models.name, set: { pool: row.pool, defaultStrategy: row.defaultStrategy, allowAllTenants: row.allowAllTenants, updatedAt: now } })];
+    const writes = [db.insert(models).values(row).onConflictDoUpdate({ target: models.name, set: { pool: row.pool, defaultStrategy: row.defaultStrategy, allowAllTenants: row.allowAllTenants, prefixSharing: row.prefixSharing, updatedAt: now } })];
     const access = body.tenants;
     if (access !== undefined) {
       await db.batch([

@@ -7,11 +7,14 @@
 import type { Context } from "hono";
 import { HeaderNames } from "../../protocol/headers";
 import { ApiError } from "../../protocol/openai-error";
-import { type Endpoint, type GenerationRequest, validateGenerationRequest } from "../../protocol/openai-request";
+import { type ChatCompletionRequest, type CompletionRequest, type Endpoint, type GenerationRequest, requestedMaxTokens, validateGenerationRequest } from "../../protocol/openai-request";
+import { estimateTokens, namespaceSeed, prefixBlockHashes, renderChat, renderCompletionPrompt } from "../../protocol/prefix-hash";
 import { openDb } from "../db/client";
 import { type AppEnv, numberVar } from "../env";
 import { log } from "../lib/log";
-import { getModel, tenantMayUse } from "../models/catalog";
+import { cacheNamespace, getModel, tenantMayUse } from "../models/catalog";
+import { callerLocation, listRegions, regionOrder } from "../regions/region-order";
+import type { PromptInfo } from "../routing/strategy";
 import { nodeFetch } from "../nodes/node-transport";
 import { signForNode } from "../nodes/node-signer";
 import type { ReleaseInput, RouteResult } from "../pool/types";
@@ -29,13 +32,38 @@ export const ENDPOINT_PATHS: Record<Endpoint, string> = {
 };
 
 /**
- * The body sent upstream. Streams always ask the engine for usage, so the edge can meter without
- * tokenizing; when the client did not ask for the usage chunk the meter drops it again.
+ * The body sent upstream, byte for byte as the client sent it unless something must change:
+ * - streams always ask the engine for usage, so the edge meters without tokenizing (the meter
+ *   drops the usage chunk again when the client did not ask for it);
+ * - a client-set `cache_salt` is removed: the cache namespace is the edge's to decide (agents set
+ *   the engine's salt from the signed namespace header), or a tenant could name another's salt.
  */
 function upstreamBody(req: GenerationRequest, raw: Uint8Array): { body: Uint8Array; stripUsageChunk: boolean } {
-  if (req.stream !== true || req.stream_options?.include_usage === true) return { body: raw, stripUsageChunk: false };
-  const rewritten = { ...req, stream_options: { ...(req.stream_options ?? {}), include_usage: true } };
-  return { body: new TextEncoder().encode(JSON.stringify(rewritten)), stripUsageChunk: true };
+  const wantsUsageAdded = req.stream === true && req.stream_options?.include_usage !== true;
+  const hasSalt = Object.hasOwn(req, "cache_salt");
+  if (!wantsUsageAdded && !hasSalt) return { body: raw, stripUsageChunk: false };
+  const { cache_salt: _dropped, ...rest } = req as GenerationRequest & { cache_salt?: unknown };
+  const rewritten = wantsUsageAdded ? { ...rest, stream_options: { ...(req.stream_options ?? {}), include_usage: true } } : rest;
+  return { body: new TextEncoder().encode(JSON.stringify(rewritten)), stripUsageChunk: wantsUsageAdded };
+}
+
+/** Default completion length assumed for cost estimates when the request sets no max_tokens. */
+const DEFAULT_MAX_TOKENS_ESTIMATE = 256;
+
+/** Prompt blocks in the request's cache namespace, hashed here so the pool object spends no CPU on it. */
+function promptInfo(endpoint: Endpoint, req: GenerationRequest, namespace: string): PromptInfo {
+  const text = endpoint === "chat" ? renderChat((req as ChatCompletionRequest).messages) : renderCompletionPrompt((req as CompletionRequest).prompt);
+  return {
+    blocks: prefixBlockHashes(text, namespaceSeed(namespace)),
+    tokens: estimateTokens(text),
+    maxTokens: requestedMaxTokens(req) ?? DEFAULT_MAX_TOKENS_ESTIMATE,
+  };
+}
+
+/** The client's affinity key: the session header (or AIBrix's), else the OpenAI `user` field. */
+function sessionKeyOf(c: Context<AppEnv>, req: GenerationRequest): string | undefined {
+  const key = c.req.header(HeaderNames.sessionKey) ?? c.req.header("x-aibrix-session-key") ?? req.user;
+  return key && key.length <= 256 ? key : undefined;
 }
 
 export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): Promise<Response> {
@@ -53,6 +81,10 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
   const header = c.req.header(HeaderNames.routingStrategy);
   const strategies = header !== undefined ? requireStrategySpec(header, HeaderNames.routingStrategy) : requireStrategySpec(model.defaultStrategy, "model.default_strategy");
   const { body, stripUsageChunk } = upstreamBody(req, raw);
+  const namespace = cacheNamespace(model, tenant.tenantId);
+  const prompt = promptInfo(endpoint, req, namespace);
+  const sessionKey = sessionKeyOf(c, req);
+  const regions = regionOrder(await listRegions(db), callerLocation((c.req.raw as { cf?: unknown }).cf), env.DEFAULT_REGION);
   const pool = env.POOL.getByName(model.pool);
   const path = ENDPOINT_PATHS[endpoint];
   const tried: string[] = [];
@@ -61,7 +93,16 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     let decision: RouteResult;
     try {
-      decision = await pool.route({ requestId, tenantId: tenant.tenantId, model: model.name, strategies, exclude: tried });
+      decision = await pool.route({
+        requestId,
+        tenantId: tenant.tenantId,
+        model: model.name,
+        strategies,
+        exclude: tried,
+        prompt,
+        ...(sessionKey !== undefined ? { sessionKey } : {}),
+        regions,
+      });
     } catch (err) {
       log("error", "pool_unavailable", { requestId, pool: model.pool, error: err instanceof Error ? err.message : String(err) });
       throw new ApiError(503, "Routing is briefly unavailable; retry shortly.", { code: "pool_unavailable", headers: { "retry-after": "1" } });
@@ -79,7 +120,7 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
     c.req.raw.signal.addEventListener("abort", onClientGone, { once: true });
     const headersTimer = setTimeout(() => abort.abort(new Error("timed out waiting for the node's response headers")), numberVar(env.UPSTREAM_HEADERS_TIMEOUT_MS, DEFAULT_UPSTREAM_HEADERS_TIMEOUT_MS));
     try {
-      const signature = await signForNode(env, db, decision.nodeId, { method: "POST", path, body, tenant: tenant.tenantId });
+      const signature = await signForNode(env, db, decision.nodeId, { method: "POST", path, body, tenant: tenant.tenantId, cacheNamespace: namespace });
       upstream = await nodeFetch(env, decision.region)(decision.url.replace(/\/$/, "") + path, {
         method: "POST",
         headers: {
@@ -128,6 +169,7 @@ function respond(
     [HeaderNames.node]: decision.nodeId,
     [HeaderNames.region]: decision.region,
     [HeaderNames.strategy]: decision.strategy,
+    [HeaderNames.prefixBlocks]: `${decision.prefixBlocks.matched}/${decision.prefixBlocks.total}`,
   });
   if (opts.sse) headers.set("cache-control", "no-cache");
   const release = (input: ReleaseInput) => {

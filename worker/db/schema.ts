@@ -3,7 +3,7 @@
  * models and who may use them, and the nodes the edge may route to. Nothing here changes per
  * token; hot state lives in pool Durable Objects. Every table is described in docs/storage-schema.md.
  */
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const tenants = sqliteTable(
   "tenants",
@@ -45,6 +45,11 @@ export const models = sqliteTable("models", {
   defaultStrategy: text("default_strategy").notNull(),
   /** 1: every tenant may use it; 0: only tenants listed in model_access. */
   allowAllTenants: integer("allow_all_tenants", { mode: "boolean" }).notNull(),
+  /**
+   * Whose prompt prefixes a request may match: `tenant` (default: each tenant only its own, so no
+   * tenant can probe another's cached prompts) or `shared` (one namespace, for public system prompts).
+   */
+  prefixSharing: text("prefix_sharing", { enum: ["tenant", "shared"] }).notNull().default("tenant"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -96,3 +101,15 @@ export type TenantRow = typeof tenants.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type ModelRow = typeof models.$inferSelect;
 export type NodeRow = typeof nodes.$inferSelect;
+
+export const regions = sqliteTable("regions", {
+  /** Region slug, as nodes are registered with. */
+  id: text("id").primaryKey(),
+  /** Where the region's nodes are, for sending callers to the nearest region. */
+  latitude: real("latitude").notNull(),
+  longitude: real("longitude").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export type RegionRow = typeof regions.$inferSelect;

@@ -12,6 +12,8 @@ export interface ModelConfig {
   pool: string;
   defaultStrategy: string;
   allowAllTenants: boolean;
+  /** Whose prompt prefixes requests may match: each tenant its own, or one shared namespace. */
+  prefixSharing: "tenant" | "shared";
   /** Tenants allowed when allowAllTenants is false. */
   tenants: ReadonlySet<string>;
   createdAt: number;
@@ -34,6 +36,7 @@ async function loadModel(db: Db, name: string): Promise<ModelConfig | null> {
     pool: row.pool,
     defaultStrategy: row.defaultStrategy,
     allowAllTenants: row.allowAllTenants,
+    prefixSharing: row.prefixSharing,
     tenants: new Set(access.map((a) => a.tenantId)),
     createdAt: row.createdAt,
   };
@@ -60,6 +63,7 @@ export async function listModels(db: Db, { fresh = false } = {}): Promise<ModelC
     pool: row.pool,
     defaultStrategy: row.defaultStrategy,
     allowAllTenants: row.allowAllTenants,
+    prefixSharing: row.prefixSharing,
     tenants: byModel.get(row.name) ?? new Set<string>(),
     createdAt: row.createdAt,
   }));
@@ -69,4 +73,12 @@ export async function listModels(db: Db, { fresh = false } = {}): Promise<ModelC
 
 export function tenantMayUse(model: ModelConfig, tenantId: string): boolean {
   return model.allowAllTenants || model.tenants.has(tenantId);
+}
+
+/**
+ * The cache namespace a request's prompt lives in: its tenant's own (the default) or the model's
+ * shared one. Prefix matching at the edge and prefix caching in engines never cross namespaces.
+ */
+export function cacheNamespace(model: ModelConfig, tenantId: string): string {
+  return model.prefixSharing === "shared" ? `m:${model.name}` : `t:${tenantId}:${model.name}`;
 }

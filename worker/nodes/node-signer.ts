@@ -64,7 +64,12 @@ export async function promotePendingSecret(env: Env, db: Db, nodeId: string): Pr
 }
 
 /** Signature headers (and the signed tenant header) for a request to `nodeId`. */
-export async function signForNode(env: Env, db: Db, nodeId: string, req: { method: string; path: string; body: Uint8Array; tenant: string }): Promise<Record<string, string>> {
+export async function signForNode(
+  env: Env,
+  db: Db,
+  nodeId: string,
+  req: { method: string; path: string; body: Uint8Array; tenant: string; cacheNamespace: string },
+): Promise<Record<string, string>> {
   const s = await nodeSecret(env, db, nodeId);
   if (!s) throw new Error(`no signing secret for node ${nodeId}`);
   return signRequest({ nodeId, keyVersion: s.version, secret: s.secret, ...req });

@@ -1,13 +1,18 @@
 /**
  * The pool's logic without the Durable Object: node registry fed by heartbeats, in-flight leases
- * counted at decision time, and the routing decision. The Durable Object wraps it with SQLite
- * persistence; the emulator's discrete-event mode runs it on a virtual clock with no storage, so
- * studies exercise exactly the code production runs.
+ * counted at decision time, the routing state strategies consult (prefix index, recent load), and
+ * the routing decision. The Durable Object wraps it with SQLite persistence; the emulator's
+ * discrete-event mode runs it on a virtual clock with no storage, so studies exercise exactly the
+ * code production runs.
  */
 import { decide } from "../routing/decide";
+import { NodeLoad } from "../routing/node-load";
+import { PREBLE_WINDOW_MS } from "../routing/prefix-cache-preble";
+import { PREFILL_TOKENS_PER_MS } from "../routing/prefix-cache";
+import { PrefixIndex, type PrefixIndexOptions } from "../routing/prefix-index";
 import { buildStrategies } from "../routing/registry";
 import { formatStrategySpec } from "../routing/spec";
-import type { NodeView, RoutingContext, RoutingStrategy } from "../routing/strategy";
+import type { NodeView, PoolRoutingState, RoutingContext, RoutingStrategy } from "../routing/strategy";
 import type { NodeStatus, PoolHeartbeat, PoolNodeSnapshot, PoolSnapshot, ReleaseInput, RouteInput, RouteResult } from "./types";
 
 export interface NodeEntry {
@@ -27,6 +32,9 @@ export interface NodeEntry {
   draining: boolean;
   leftAt: number | null;
   failedAt: number | null;
+  /** Engine's running total of evicted KV tokens at the last beat, and its cache epoch. */
+  kvEvictedTokens: number | null;
+  kvEpoch: string | null;
 }
 
 export interface Lease {
@@ -35,6 +43,9 @@ export interface Lease {
   tenantId: string;
   startedAt: number;
   expiresAt: number;
+  /** Estimated prompt tokens, of which `cachedTokens` were expected cached on the node. */
+  promptTokens: number;
+  cachedTokens: number;
 }
 
 /** Where the core's durable state goes; every call happens inside the state change it records. */
@@ -59,15 +70,26 @@ export interface PoolCoreOptions {
   failureCooldownMs?: number;
   /** Nodes silent this long are forgotten entirely. */
   forgetAfterMs?: number;
+  prefixIndex?: PrefixIndexOptions;
 }
 
 const key = (nodeId: string, model: string) => `${nodeId}\u0000${model}`;
+
+/** Prefill work routed to a node and not yet done, draining at the calibrated prefill rate. */
+interface Backlog {
+  tokens: number;
+  at: number;
+}
 
 export class PoolCore {
   private readonly nodes = new Map<string, NodeEntry>();
   private readonly leases = new Map<string, Lease>();
   private readonly inflightByNode = new Map<string, number>();
-  private readonly strategies: Map<string, RoutingStrategy> = buildStrategies();
+  private readonly backlog = new Map<string, Backlog>();
+  /** Uncached prompt tokens routed to each node since its last heartbeat (not yet in its KV report). */
+  private readonly routedSinceBeat = new Map<string, number>();
+  readonly routing: PoolRoutingState;
+  private readonly strategies: Map<string, RoutingStrategy>;
   private readonly store: PoolStore;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -84,16 +106,21 @@ export class PoolCore {
     this.leaseMs = opts.leaseMs ?? 30 * 60_000;
     this.failureCooldownMs = opts.failureCooldownMs ?? 5_000;
     this.forgetAfterMs = opts.forgetAfterMs ?? 10 * 60_000;
+    this.routing = {
+      prefixIndex: new PrefixIndex(opts.prefixIndex),
+      recentLoad: new NodeLoad(60_000),
+      windowLoad: new NodeLoad(PREBLE_WINDOW_MS),
+    };
+    this.strategies = buildStrategies(this.routing);
   }
 
-  /** Restores persisted state (no store writes). */
+  /** Restores persisted state (no store writes). The prefix index and load windows are soft state. */
   restore(nodes: Iterable<NodeEntry>, leases: Iterable<[string, Lease]>): void {
-    for (const n of nodes) this.nodes.set(key(n.nodeId, n.model), n);
+    for (const n of nodes) {
+      this.nodes.set(key(n.nodeId, n.model), n);
+      this.routing.prefixIndex.setCapacity(n.nodeId, n.kvCapacityTokens);
+    }
     for (const [id, lease] of leases) this.addLease(id, lease);
-  }
-
-  get size(): { nodes: number; leases: number } {
-    return { nodes: this.nodes.size, leases: this.leases.size };
   }
 
   private addLease(requestId: string, lease: Lease): void {
@@ -110,6 +137,16 @@ export class PoolCore {
     else this.inflightByNode.set(lease.nodeId, left);
     this.store.deleteLease(requestId);
     return lease;
+  }
+
+  private backlogTokens(nodeId: string, now: number): number {
+    const b = this.backlog.get(nodeId);
+    if (!b) return 0;
+    return Math.max(0, b.tokens - (now - b.at) * PREFILL_TOKENS_PER_MS);
+  }
+
+  private addBacklog(nodeId: string, tokens: number, now: number): void {
+    this.backlog.set(nodeId, { tokens: this.backlogTokens(nodeId, now) + tokens, at: now });
   }
 
   status(n: NodeEntry, now = this.now()): NodeStatus {
@@ -130,6 +167,7 @@ export class PoolCore {
       reported.add(k);
       const prev = this.nodes.get(k);
       if (prev && hb.sentAt < prev.sentAt) continue;
+      this.applyCacheFeedback(hb.nodeId, prev, e.kvEvictedTokens, e.kvEpoch);
       const entry: NodeEntry = {
         nodeId: hb.nodeId,
         model: e.model,
@@ -149,8 +187,12 @@ export class PoolCore {
         // The cool-down after a failed attempt runs its course even while beats arrive: an agent can
         // beat while its request path is broken.
         failedAt: prev?.failedAt ?? null,
+        kvEvictedTokens: e.kvEvictedTokens ?? null,
+        kvEpoch: e.kvEpoch ?? null,
       };
       this.nodes.set(k, entry);
+      this.routedSinceBeat.delete(hb.nodeId);
+      this.routing.prefixIndex.setCapacity(hb.nodeId, e.kvCapacityTokens);
       this.store.putNode(entry);
     }
     // Models the node stopped reporting are gone from it.
@@ -158,16 +200,42 @@ export class PoolCore {
     return { draining: hb.drained };
   }
 
+  /** What the engine dropped since the last beat leaves the prefix index too. */
+  private applyCacheFeedback(nodeId: string, prev: NodeEntry | undefined, evicted: number | undefined, epoch: string | undefined): void {
+    if (!prev) return;
+    if (epoch !== undefined && prev.kvEpoch !== null && epoch !== prev.kvEpoch) {
+      this.routing.prefixIndex.clearNode(nodeId);
+      return;
+    }
+    if (evicted !== undefined && prev.kvEvictedTokens !== null && evicted > prev.kvEvictedTokens) {
+      this.routing.prefixIndex.evictTokens(nodeId, evicted - prev.kvEvictedTokens);
+    }
+  }
+
   private forget(n: NodeEntry): void {
     this.nodes.delete(key(n.nodeId, n.model));
     this.store.deleteNode(n.nodeId, n.model);
+    if (![...this.nodes.values()].some((x) => x.nodeId === n.nodeId)) {
+      this.routing.prefixIndex.removeNode(n.nodeId);
+      this.routing.recentLoad.removeNode(n.nodeId);
+      this.routing.windowLoad.removeNode(n.nodeId);
+      this.backlog.delete(n.nodeId);
+      this.routedSinceBeat.delete(n.nodeId);
+    }
   }
 
-  private views(model: string, now: number, exclude: ReadonlySet<string>): { candidates: NodeView[]; known: number } {
-    const candidates: NodeView[] = [];
+  /** Estimated KV use now: the last report plus prefill routed to the node since that report. */
+  private kvUsageNow(n: NodeEntry): number {
+    if (n.kvCapacityTokens <= 0) return n.kvUsage;
+    return Math.min(1, n.kvUsage + (this.routedSinceBeat.get(n.nodeId) ?? 0) / n.kvCapacityTokens);
+  }
+
+  private views(input: RouteInput, now: number): { candidates: NodeView[]; known: number } {
+    const exclude = new Set(input.exclude ?? []);
+    let candidates: NodeView[] = [];
     let known = 0;
     for (const n of this.nodes.values()) {
-      if (n.model !== model) continue;
+      if (n.model !== input.model) continue;
       known++;
       if (exclude.has(n.nodeId) || this.status(n, now) !== "healthy") continue;
       candidates.push({
@@ -175,14 +243,16 @@ export class PoolCore {
         region: n.region,
         url: n.url,
         inflight: this.inflightByNode.get(n.nodeId) ?? 0,
+        prefillBacklogTokens: this.backlogTokens(n.nodeId, now),
         running: n.running,
         waiting: n.waiting,
         maxConcurrency: n.maxConcurrency,
-        kvUsage: n.kvUsage,
+        kvUsage: this.kvUsageNow(n),
         kvCapacityTokens: n.kvCapacityTokens,
         lastHeartbeatAt: n.lastHeartbeatAt,
       });
     }
+    if (input.regions && input.regions.length > 0) candidates = nearestRegion(candidates, input.regions);
     // Stable order keeps tie-breaking and weighted combination independent of Map history.
     candidates.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { candidates, known };
@@ -191,23 +261,56 @@ export class PoolCore {
   /** Picks a node and counts the request against it before answering. */
   route(input: RouteInput): RouteResult {
     const now = this.now();
-    const { candidates, known } = this.views(input.model, now, new Set(input.exclude ?? []));
-    const ctx: RoutingContext = { requestId: input.requestId, tenantId: input.tenantId, model: input.model, now, random: this.random };
+    const { candidates, known } = this.views(input, now);
+    const prompt = input.prompt;
+    const index = this.routing.prefixIndex;
+    let match: Map<string, number> | undefined;
+    const ctx: RoutingContext = {
+      requestId: input.requestId,
+      tenantId: input.tenantId,
+      model: input.model,
+      now,
+      random: this.random,
+      prompt,
+      sessionKey: input.sessionKey,
+      tokensPerBlock: index.tokensPerBlock,
+      prefixMatch: () => (match ??= prompt ? index.match(prompt.blocks, candidates.map((c) => c.id)) : new Map()),
+    };
     const decision = decide(ctx, candidates, input.strategies, this.strategies);
     if (!decision) {
       return { ok: false, reason: known === 0 ? "no_nodes" : "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) };
     }
-    const { node, used } = decision;
-    for (const s of used) s.onRouted?.(ctx, node);
-    const lease: Lease = { nodeId: node.id, model: input.model, tenantId: input.tenantId, startedAt: now, expiresAt: now + this.leaseMs };
+    const { node } = decision;
+    const matched = ctx.prefixMatch().get(node.id) ?? 0;
+    const promptTokens = prompt?.tokens ?? 0;
+    const cachedTokens = Math.min(promptTokens, matched * index.tokensPerBlock);
+    if (prompt) index.record(prompt.blocks, node.id, now);
+    this.addBacklog(node.id, promptTokens - cachedTokens, now);
+    this.routedSinceBeat.set(node.id, (this.routedSinceBeat.get(node.id) ?? 0) + promptTokens - cachedTokens);
+    const est = { promptTokens, cachedTokens, completionTokens: prompt?.maxTokens ?? 0 };
+    this.routing.recentLoad.add(node.id, input.requestId, now, est);
+    this.routing.windowLoad.add(node.id, input.requestId, now, est);
+    const lease: Lease = { nodeId: node.id, model: input.model, tenantId: input.tenantId, startedAt: now, expiresAt: now + this.leaseMs, promptTokens, cachedTokens };
     this.dropLease(input.requestId); // a retried request holds at most one lease
     this.addLease(input.requestId, lease);
     this.store.putLease(input.requestId, lease);
-    return { ok: true, nodeId: node.id, url: node.url, region: node.region, strategy: formatStrategySpec(input.strategies) };
+    return {
+      ok: true,
+      nodeId: node.id,
+      url: node.url,
+      region: node.region,
+      strategy: formatStrategySpec(input.strategies),
+      prefixBlocks: { matched, total: prompt?.blocks.length ?? 0 },
+    };
   }
 
   /** The request's stream ended (completed, cancelled or broken): its node is free of it. */
   release(input: ReleaseInput): { released: boolean } {
+    if (input.usage) {
+      const real = { promptTokens: input.usage.promptTokens, cachedTokens: input.usage.cachedTokens, completionTokens: input.usage.completionTokens };
+      this.routing.recentLoad.settle(input.requestId, real);
+      this.routing.windowLoad.settle(input.requestId, real);
+    }
     return { released: this.dropLease(input.requestId) !== undefined };
   }
 
@@ -252,16 +355,40 @@ export class PoolCore {
         kvUsage: n.kvUsage,
         kvCapacityTokens: n.kvCapacityTokens,
         lastHeartbeatAt: n.lastHeartbeatAt,
+        prefixBlocks: this.routing.prefixIndex.blocksOf(n.nodeId),
+        prefillBacklogTokens: Math.round(this.backlogTokens(n.nodeId, now)),
       }))
       .sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.model.localeCompare(b.model));
-    return { pool, nodes, inflight: this.leases.size };
+    return { pool, nodes, inflight: this.leases.size, prefixEntries: this.routing.prefixIndex.size };
   }
 
-  /** Expires leases whose release was lost and forgets long-silent nodes; true while work remains. */
+  /** Expires leases whose release was lost, forgets long-silent nodes, ages the prefix index. */
   sweep(): boolean {
     const now = this.now();
     for (const [id, lease] of [...this.leases]) if (lease.expiresAt <= now) this.dropLease(id);
     for (const n of [...this.nodes.values()]) if (now - n.lastHeartbeatAt > this.forgetAfterMs) this.forget(n);
+    this.routing.prefixIndex.sweep(now);
     return this.nodes.size > 0 || this.leases.size > 0;
   }
+}
+
+/**
+ * Keeps the candidates of the nearest region (in the caller's preference order) that still has
+ * room: a node below its concurrency limit. When every region is saturated, all candidates stay,
+ * and the strategy decides where to queue.
+ */
+function nearestRegion(candidates: NodeView[], order: readonly string[]): NodeView[] {
+  const rank = new Map(order.map((r, i) => [r, i]));
+  const byRegion = new Map<string, NodeView[]>();
+  for (const c of candidates) {
+    let list = byRegion.get(c.region);
+    if (!list) byRegion.set(c.region, (list = []));
+    list.push(c);
+  }
+  const regions = [...byRegion.keys()].sort((a, b) => (rank.get(a) ?? order.length) - (rank.get(b) ?? order.length) || (a < b ? -1 : 1));
+  for (const r of regions) {
+    const nodes = byRegion.get(r) as NodeView[];
+    if (nodes.some((n) => n.inflight < n.maxConcurrency)) return nodes;
+  }
+  return candidates;
 }

@@ -18,16 +18,16 @@ function sqlStore(sql: SqlStorage): PoolStore {
     putNode: (n) =>
       sql.exec(
         `INSERT OR REPLACE INTO pool_nodes (node_id, model, region, url, engine, healthy, running, waiting, max_concurrency,
-           kv_usage, kv_capacity_tokens, last_heartbeat_at, sent_at, draining, left_at, failed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           kv_usage, kv_capacity_tokens, last_heartbeat_at, sent_at, draining, left_at, failed_at, kv_evicted_tokens, kv_epoch)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         n.nodeId, n.model, n.region, n.url, n.engine, n.healthy ? 1 : 0, n.running, n.waiting, n.maxConcurrency, n.kvUsage,
-        n.kvCapacityTokens, n.lastHeartbeatAt, n.sentAt, n.draining ? 1 : 0, n.leftAt, n.failedAt,
+        n.kvCapacityTokens, n.lastHeartbeatAt, n.sentAt, n.draining ? 1 : 0, n.leftAt, n.failedAt, n.kvEvictedTokens, n.kvEpoch,
       ),
     deleteNode: (nodeId, model) => sql.exec("DELETE FROM pool_nodes WHERE node_id = ? AND model = ?", nodeId, model),
     putLease: (id, l) =>
       sql.exec(
-        "INSERT OR REPLACE INTO inflight (request_id, node_id, model, tenant_id, started_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-        id, l.nodeId, l.model, l.tenantId, l.startedAt, l.expiresAt,
+        "INSERT OR REPLACE INTO inflight (request_id, node_id, model, tenant_id, started_at, expires_at, prompt_tokens, cached_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        id, l.nodeId, l.model, l.tenantId, l.startedAt, l.expiresAt, l.promptTokens, l.cachedTokens,
       ),
     deleteLease: (id) => sql.exec("DELETE FROM inflight WHERE request_id = ?", id),
   };
@@ -51,13 +51,23 @@ function readNodes(sql: SqlStorage): NodeEntry[] {
     draining: r.draining === 1,
     leftAt: r.left_at === null ? null : Number(r.left_at),
     failedAt: r.failed_at === null ? null : Number(r.failed_at),
+    kvEvictedTokens: r.kv_evicted_tokens === null ? null : Number(r.kv_evicted_tokens),
+    kvEpoch: r.kv_epoch === null ? null : String(r.kv_epoch),
   }));
 }
 
 function readLeases(sql: SqlStorage): Array<[string, Lease]> {
   return sql.exec("SELECT * FROM inflight").toArray().map((r) => [
     String(r.request_id),
-    { nodeId: String(r.node_id), model: String(r.model), tenantId: String(r.tenant_id), startedAt: Number(r.started_at), expiresAt: Number(r.expires_at) },
+    {
+      nodeId: String(r.node_id),
+      model: String(r.model),
+      tenantId: String(r.tenant_id),
+      startedAt: Number(r.started_at),
+      expiresAt: Number(r.expires_at),
+      promptTokens: Number(r.prompt_tokens),
+      cachedTokens: Number(r.cached_tokens),
+    },
   ]);
 }
 

@@ -32,6 +32,11 @@ const MIGRATIONS: string[] = [
      expires_at INTEGER NOT NULL
    );
    CREATE INDEX IF NOT EXISTS inflight_expiry ON inflight (expires_at);`,
+  // v2: token estimates on leases (routing load), engine cache feedback on nodes.
+  `ALTER TABLE inflight ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE inflight ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE pool_nodes ADD COLUMN kv_evicted_tokens INTEGER;
+   ALTER TABLE pool_nodes ADD COLUMN kv_epoch TEXT;`,
 ];
 
 export function migrate(sql: SqlStorage): void {

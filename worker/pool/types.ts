@@ -1,7 +1,7 @@
 /** RPC payloads of the pool Durable Object (worker ↔ PoolObject). */
 import type { EngineLoadReport } from "../../protocol/heartbeat";
 import type { TokenUsage } from "../../protocol/usage";
-import type { WeightedStrategy } from "../routing/strategy";
+import type { PromptInfo, WeightedStrategy } from "../routing/strategy";
 
 export interface PoolHeartbeat {
   nodeId: string;
@@ -24,10 +24,15 @@ export interface RouteInput {
   strategies: WeightedStrategy[];
   /** Nodes already tried for this request (failed before the first byte). */
   exclude?: string[];
+  /** Prompt blocks and size (computed by the worker, so the pool object spends no CPU on hashing). */
+  prompt?: PromptInfo;
+  sessionKey?: string;
+  /** Regions nearest the caller first; nodes elsewhere come after. */
+  regions?: string[];
 }
 
 export type RouteResult =
-  | { ok: true; nodeId: string; url: string; region: string; strategy: string }
+  | { ok: true; nodeId: string; url: string; region: string; strategy: string; prefixBlocks: { matched: number; total: number } }
   | { ok: false; reason: "no_nodes" | "no_healthy_nodes"; retryAfterSeconds: number };
 
 export type ReleaseOutcome = "completed" | "cancelled" | "failed";
@@ -55,10 +60,16 @@ export interface PoolNodeSnapshot {
   kvUsage: number;
   kvCapacityTokens: number;
   lastHeartbeatAt: number;
+  /** Prefix blocks the pool believes the node holds. */
+  prefixBlocks: number;
+  /** Prefill tokens routed there and not yet worked off (estimate). */
+  prefillBacklogTokens: number;
 }
 
 export interface PoolSnapshot {
   pool: string;
   nodes: PoolNodeSnapshot[];
   inflight: number;
+  /** (block, node) pairs in the prefix index. */
+  prefixEntries: number;
 }

@@ -41,6 +41,8 @@ interface Job {
   prompt: RenderedPrompt;
   params: GenerationParams;
   signal: AbortSignal;
+  /** Cache namespace (tenant) of the prompt: slots are reused only within one. */
+  namespace: string;
 }
 
 export class LlamaCppEngine implements EngineAdapter {
@@ -48,6 +50,8 @@ export class LlamaCppEngine implements EngineAdapter {
   readonly model: string;
   readonly maxConcurrency: number;
   readonly config: LlamaCppEngineConfig;
+  /** Changes every time the engine starts: its cache starts empty. */
+  private epoch = "";
   private loaded: Loaded | undefined;
   private starting: Promise<void> | undefined;
   private stopping = false;
@@ -116,6 +120,7 @@ export class LlamaCppEngine implements EngineAdapter {
     // The generated model has no template, and its file name would make node-llama-cpp guess Llama 2's format.
     const renderer = new PromptRenderer(model, { chatFormat: config.modelPath ? "auto" : "general" });
     const eog = endOfGenerationTokens(model, vocabSize);
+    this.epoch = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     this.loaded = {
       model,
       context,
@@ -146,6 +151,8 @@ export class LlamaCppEngine implements EngineAdapter {
       waiting: pool?.waiting ?? 0,
       kvUsage: pool ? Math.min(1, pool.cachedTokens() / capacity) : 0,
       kvCapacityTokens: capacity,
+      kvEvictedTokens: pool?.evictedTokens ?? 0,
+      kvEpoch: this.epoch,
     };
   }
 
@@ -167,7 +174,7 @@ export class LlamaCppEngine implements EngineAdapter {
         model: this.model,
         requestId: req.requestId,
         params,
-        events: this.generate(loaded, { prompt, params, signal: controller.signal }),
+        events: this.generate(loaded, { prompt, params, signal: controller.signal, namespace: req.cacheNamespace ?? "" }),
         onClose: () => {
           req.signal.removeEventListener("abort", abort);
           controller.abort(); // client gone or body cancelled: stop generating, free the slot
@@ -204,10 +211,10 @@ export class LlamaCppEngine implements EngineAdapter {
 
   /** Runs one request on a slot and yields its events; the slot is freed however this ends. */
   private async *generate(loaded: Loaded, job: Job): AsyncGenerator<GenerationEvent> {
-    const { prompt, params, signal } = job;
+    const { prompt, params, signal, namespace } = job;
     let slot: PoolSlot;
     try {
-      slot = await loaded.pool.acquire(prompt.tokens, signal);
+      slot = await loaded.pool.acquire(prompt.tokens, signal, namespace);
     } catch (err) {
       if (signal.aborted) {
         yield { type: "end", finishReason: "abort" };
@@ -218,7 +225,7 @@ export class LlamaCppEngine implements EngineAdapter {
     }
     let tokens: AsyncGenerator<Token, void, void | Token | Token[]> | undefined;
     try {
-      const cachedTokens = await loaded.pool.prepare(slot, prompt.tokens);
+      const cachedTokens = await loaded.pool.prepare(slot, prompt.tokens, namespace);
       yield { type: "start", promptTokens: prompt.tokens.length, cachedTokens };
 
       const { model } = loaded;

@@ -18,6 +18,8 @@ export interface PoolSlot {
   busy: boolean;
   /** performance.now() when the slot was last released (0: never used). */
   lastUsedAt: number;
+  /** Cache namespace (tenant) whose tokens the slot holds: reuse never crosses namespaces. */
+  namespace: string;
 }
 
 interface Waiter {
@@ -40,9 +42,11 @@ export class SequencePool {
   private readonly slots: PoolSlot[];
   private readonly waiters: Waiter[] = [];
   private closed = false;
+  /** Cached tokens dropped to make room for other prompts, since the pool was made (a running total). */
+  evictedTokens = 0;
 
   constructor(sequences: readonly LlamaContextSequence[]) {
-    this.slots = sequences.map((sequence, id) => ({ id, sequence, busy: false, lastUsedAt: 0 }));
+    this.slots = sequences.map((sequence, id) => ({ id, sequence, busy: false, lastUsedAt: 0, namespace: "" }));
   }
 
   get size(): number {
@@ -68,10 +72,10 @@ export class SequencePool {
    * Takes a slot for `tokens`: the idle slot with the longest cached prefix of them, or the next
    * slot released when all are busy. Rejects if `signal` aborts while waiting or the pool closes.
    */
-  acquire(tokens: readonly Token[], signal?: AbortSignal): Promise<PoolSlot> {
+  acquire(tokens: readonly Token[], signal?: AbortSignal, namespace = ""): Promise<PoolSlot> {
     if (this.closed) return Promise.reject(new PoolClosedError());
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    const idle = this.bestIdleSlot(tokens);
+    const idle = this.bestIdleSlot(tokens, namespace);
     if (idle) {
       idle.busy = true;
       return Promise.resolve(idle);
@@ -102,11 +106,17 @@ export class SequencePool {
    * least the last prompt token to evaluate, which yields the logits for the first new token) and
    * erases the rest. Returns how many prompt tokens are served from the cache.
    */
-  async prepare(slot: PoolSlot, tokens: readonly Token[]): Promise<number> {
+  async prepare(slot: PoolSlot, tokens: readonly Token[], namespace = ""): Promise<number> {
     const seq = slot.sequence;
-    const shared = Math.min(seq.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
+    // Another namespace's tokens are never reused, however similar: that would let one tenant time
+    // another's cached prompts.
+    const shared = slot.namespace === namespace ? Math.min(seq.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1) : 0;
     const keep = Math.max(0, shared);
-    if (keep < seq.nextTokenIndex) await seq.adaptStateToTokens(tokens.slice(0, keep) as Token[], false);
+    if (keep < seq.nextTokenIndex) {
+      this.evictedTokens += seq.nextTokenIndex - keep;
+      await seq.adaptStateToTokens(tokens.slice(0, keep) as Token[], false);
+    }
+    slot.namespace = namespace;
     // Erasing can fall back to dropping the whole state (models that cannot erase a suffix): trust the sequence.
     return Math.min(seq.nextTokenIndex, keep);
   }
@@ -126,7 +136,9 @@ export class SequencePool {
   /** Drops an idle slot's cached state. */
   async evict(slot: PoolSlot): Promise<void> {
     if (slot.busy) throw new Error(`slot ${slot.id} is busy`);
-    if (!slot.sequence.disposed) await slot.sequence.clearHistory();
+    if (slot.sequence.disposed) return;
+    this.evictedTokens += slot.sequence.nextTokenIndex;
+    await slot.sequence.clearHistory();
   }
 
   /** Writes an idle slot's KV state to a file (for a KV tier); returns the file size. */
@@ -152,12 +164,12 @@ export class SequencePool {
     for (const w of this.waiters.splice(0)) w.reject(new PoolClosedError());
   }
 
-  private bestIdleSlot(tokens: readonly Token[]): PoolSlot | undefined {
+  private bestIdleSlot(tokens: readonly Token[], namespace: string): PoolSlot | undefined {
     let best: PoolSlot | undefined;
     let bestShared = -1;
     for (const slot of this.slots) {
       if (slot.busy || slot.sequence.disposed) continue;
-      const shared = slot.sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
+      const shared = slot.namespace === namespace ? slot.sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex : 0;
       if (shared > bestShared || (shared === bestShared && best && slot.lastUsedAt < best.lastUsedAt)) {
         best = slot;
         bestShared = shared;

@@ -5,6 +5,7 @@
  * client that goes away aborts the engine request, which frees the engine's batch slot. Load and
  * health are polled from the engine's /metrics and /health in the background.
  */
+import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { Pool } from "undici";
 import { ApiError } from "../../../protocol/openai-error";
@@ -97,10 +98,13 @@ export class OpenAIEngine implements EngineAdapter {
     return this.scraped;
   }
 
+  /** The request as the engine should see it: forwarded byte for byte unless a field must change. */
   private requestBody(req: EngineRequest): Uint8Array {
     const served = this.config.servedModelName;
-    if (!served || served === req.body.model) return req.rawBody;
-    return new TextEncoder().encode(JSON.stringify({ ...req.body, model: served }));
+    const rename = served !== undefined && served !== req.body.model;
+    const salt = this.config.cacheSalt && req.cacheNamespace ? cacheSalt(req.cacheNamespace) : undefined;
+    if (!rename && salt === undefined) return req.rawBody;
+    return new TextEncoder().encode(JSON.stringify({ ...req.body, ...(rename ? { model: served } : {}), ...(salt ? { cache_salt: salt } : {}) }));
   }
 
   async handle(req: EngineRequest): Promise<Response> {
@@ -136,6 +140,11 @@ export class OpenAIEngine implements EngineAdapter {
     const stream = Readable.toWeb(res.body) as ReadableStream<Uint8Array>;
     return new Response(stream, { status: res.statusCode, headers });
   }
+}
+
+/** vLLM cache salt for a namespace: stable, and distinct per namespace. */
+export function cacheSalt(namespace: string): string {
+  return createHash("sha256").update(`switchyard-cache:${namespace}`).digest("hex").slice(0, 32);
 }
 
 export function createOpenAIEngine(config: OpenAIEngineConfig, log: Logger): EngineAdapter {

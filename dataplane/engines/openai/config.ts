@@ -21,6 +21,11 @@ export const openAIEngineConfigSchema = z.strictObject({
   pollIntervalMs: z.number().int().min(100).max(60_000).default(1_000),
   /** KV capacity in tokens when the engine's metrics do not say (vLLM's cache_config_info does). */
   kvCapacityTokens: z.number().int().min(0).optional(),
+  /**
+   * Set vLLM's `cache_salt` from the request's cache namespace, so the engine's prefix cache never
+   * serves one tenant's KV to another (vLLM ≥ 0.9). Off for engines that reject unknown fields.
+   */
+  cacheSalt: z.boolean().default(false),
 });
 
 export type OpenAIEngineConfig = z.infer<typeof openAIEngineConfigSchema>;
