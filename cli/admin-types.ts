@@ -74,8 +74,18 @@ export interface ModelJson {
   pool: string;
   default_strategy: string;
   allow_all_tenants: boolean;
+  /** `tenant`: prompts match only their own tenant's cached prefixes; `shared`: one namespace. */
+  prefix_sharing: "tenant" | "shared";
   tenants: string[];
   created_at: string | null;
+}
+
+export interface RegionJson {
+  id: string;
+  latitude: number;
+  longitude: number;
+  created_at: string | null;
+  updated_at: string | null;
 }
 
 export interface DeletedJson {

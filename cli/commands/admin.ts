@@ -1,5 +1,5 @@
 /**
- * The operator's admin commands (`tenants`, `keys`, `nodes`, `models`): thin wrappers over the
+ * The operator's admin commands (`tenants`, `keys`, `nodes`, `models`, `regions`): thin wrappers over the
  * edge's /admin API. Each takes --edge-url / SWITCHYARD_EDGE_URL, --admin-token /
  * SWITCHYARD_ADMIN_TOKEN and --json; usage, validation and API errors exit 2.
  */
@@ -8,6 +8,7 @@ import { finishAdminCommands } from "../admin-command";
 import { registerKeyCommands } from "./keys";
 import { registerModelCommands } from "./models";
 import { registerNodeCommands } from "./nodes";
+import { registerRegionCommands } from "./regions";
 import { registerTenantCommands } from "./tenants";
 
 export function registerAdminCommands(program: Command): void {
@@ -16,5 +17,6 @@ export function registerAdminCommands(program: Command): void {
   registerKeyCommands(program);
   registerNodeCommands(program);
   registerModelCommands(program);
+  registerRegionCommands(program);
   for (const cmd of program.commands) if (!before.has(cmd)) finishAdminCommands(cmd);
 }

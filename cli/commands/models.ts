@@ -24,12 +24,14 @@ function modelFields(m: ModelJson): string {
     ["pool", m.pool],
     ["default strategy", m.default_strategy],
     ["access", access(m)],
+    ["prefix sharing", m.prefix_sharing === "shared" ? "shared by all tenants" : "per tenant"],
     ...(m.allow_all_tenants && m.tenants.length > 0 ? ([["listed tenants", `${m.tenants.join(", ")} (unused while all tenants are allowed)`]] as const) : []),
     ["created", isoWithAge(m.created_at)],
   ]);
 }
 
 interface ConfigureOpts {
+  prefixSharing?: "tenant" | "shared";
   pool?: string;
   defaultStrategy?: string;
   allowAllTenants?: boolean;
@@ -62,22 +64,28 @@ export function registerModelCommands(program: Command): void {
     "switchyard models configure llama-3.1-8b --pool llama-8b --default-strategy least-request:3,random",
     "switchyard models configure llama-3.1-8b --restrict-to acme --restrict-to globex",
     "switchyard models configure llama-3.1-8b --allow-all-tenants",
+    "switchyard models configure llama-3.1-8b --prefix-sharing shared",
   ])
     .option("--pool <pool>", "pool (lowercase slug) whose nodes serve the model; models sharing a pool share its nodes' load view")
     .option("--default-strategy <spec>", "routing strategy used when a request names none: a name or weighted names, e.g. least-request or least-request:3,random")
     .addOption(new Option("--allow-all-tenants", "let every tenant use the model").conflicts("restrictTo"))
+    .addOption(
+      new Option("--prefix-sharing <mode>", "tenant: each tenant's prompts match only its own cached prefixes (default); shared: all tenants share (public system prompts)").choices(["tenant", "shared"]),
+    )
     .addOption(new Option("--restrict-to <tenant>", "only these tenants may use the model (repeat, or comma-separate); replaces the list").argParser(collect))
     .action(async (name: string, opts: ConfigureOpts, cmd: Command) => {
       const ctx = adminContext(cmd);
       const body = {
         ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
         ...(opts.defaultStrategy !== undefined ? { default_strategy: opts.defaultStrategy } : {}),
+        ...(opts.prefixSharing !== undefined ? { prefix_sharing: opts.prefixSharing } : {}),
         ...(opts.allowAllTenants ? { allow_all_tenants: true } : {}),
         ...(opts.restrictTo !== undefined ? { allow_all_tenants: false, tenants: opts.restrictTo } : {}),
       };
       const m = await naming(ctx.client.put<ModelJson>(`/models/${seg(name)}`, body), {
         name: "<name>",
         pool: "--pool",
+        prefix_sharing: "--prefix-sharing",
         default_strategy: "--default-strategy",
         allow_all_tenants: "--allow-all-tenants",
         tenants: "--restrict-to",

@@ -460,12 +460,12 @@ describe("agent serving", () => {
     engine = new FakeEngine();
     engine.hold = true;
     agent = await start(engine);
-    const res = await call("/v1/chat/completions", chat({ stream: true, stream_options: { include_usage: true } }), { tenant: "tenant-7", headers: { [HeaderNames.requestId]: "req-abc" } });
+    const res = await call("/v1/chat/completions", chat({ stream: true, stream_options: { include_usage: true } }), { tenant: "tenant-7", cacheNamespace: "t:tenant-7:m", headers: { [HeaderNames.requestId]: "req-abc" } });
     expect(res.status).toBe(200);
     expect(res.headers.get(HeaderNames.node)).toBe(NODE);
     expect(res.headers.get(HeaderNames.requestId)).toBe("req-abc");
     expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
-    expect(engine.calls[0]).toMatchObject({ requestId: "req-abc", tenantId: "tenant-7", endpoint: "chat" });
+    expect(engine.calls[0]).toMatchObject({ requestId: "req-abc", tenantId: "tenant-7", cacheNamespace: "t:tenant-7:m", endpoint: "chat" });
 
     const sse = sseReader(res);
     // The role chunk arrives while every token is still held back by the engine.

@@ -42,7 +42,8 @@ const beat = () => new Date(Date.now() - 3_000).toISOString();
 const live = () => [
   { model: "llama-3.1-8b", status: "healthy", engine: "openai", url: "http://10.0.0.5:8801", inflight: 3, running: 2, waiting: 1, max_concurrency: 256, kv_usage: 0.42, kv_capacity_tokens: 100_000, last_heartbeat_at: beat() },
 ];
-const model = { name: "meta-llama/Llama-3.1-8B", pool: "llama", default_strategy: "least-request", allow_all_tenants: false, tenants: ["acme", "globex"], created_at: created };
+const model = { name: "meta-llama/Llama-3.1-8B", pool: "llama", default_strategy: "least-request", allow_all_tenants: false, prefix_sharing: "tenant", tenants: ["acme", "globex"], created_at: created };
+const region = { id: "eu-west", latitude: 53.35, longitude: -6.26, created_at: created, updated_at: created };
 
 beforeAll(async () => {
   await admin.start();
@@ -79,7 +80,11 @@ beforeAll(async () => {
     .on("PUT", "/admin/models/llama-3.1-8b", 201, { ...model, name: "llama-3.1-8b", allow_all_tenants: true, tenants: [] })
     .on("DELETE", "/admin/models/meta-llama%2FLlama-3.1-8B", 200, { name: "meta-llama/Llama-3.1-8B", deleted: true })
     .on("PUT", "/admin/access/initech/meta-llama%2FLlama-3.1-8B", 200, { ...model, tenants: ["acme", "globex", "initech"] })
-    .on("DELETE", "/admin/access/acme/meta-llama%2FLlama-3.1-8B", 200, { ...model, tenants: ["globex"] });
+    .on("DELETE", "/admin/access/acme/meta-llama%2FLlama-3.1-8B", 200, { ...model, tenants: ["globex"] })
+    .on("PUT", "/admin/models/shared-model", 201, { ...model, name: "shared-model", prefix_sharing: "shared" })
+    .on("PUT", "/admin/regions/eu-west", 201, region)
+    .on("GET", "/admin/regions", 200, { object: "list", data: [region] })
+    .on("DELETE", "/admin/regions/eu-west", 200, { id: "eu-west", deleted: true });
 });
 
 afterAll(async () => {
@@ -226,6 +231,28 @@ describe("switchyard nodes", () => {
 
     only("DELETE", "/admin/nodes/gpu-a1");
     expect(remove?.stdout).toContain("Removed node gpu-a1");
+  });
+});
+
+describe("switchyard regions and prefix sharing", () => {
+  it("sets, lists and removes regions; configures a model's prefix sharing", async () => {
+    const [set, list, remove, badLat, sharing, badSharing] = await runAll([
+      { args: ["regions", "set", "eu-west", "--latitude", "53.35", "--longitude", "-6.26"], env },
+      { args: ["regions", "list"], env },
+      { args: ["regions", "remove", "eu-west"], env },
+      { args: ["regions", "set", "eu-west", "--latitude", "123", "--longitude", "0"], env },
+      { args: ["models", "configure", "shared-model", "--prefix-sharing", "shared"], env },
+      { args: ["models", "configure", "shared-model", "--prefix-sharing", "everyone"], env },
+    ]);
+    for (const r of [set, list, remove, sharing]) expect(r?.code, r?.stderr).toBe(0);
+    expect(only("PUT", "/admin/regions/eu-west").body).toEqual({ latitude: 53.35, longitude: -6.26 });
+    expect(list?.stdout).toMatch(/eu-west\s+53\.35\s+-6\.26/);
+    only("DELETE", "/admin/regions/eu-west");
+    expect(badLat?.code).toBe(2);
+    expect(badLat?.stderr).toContain("--latitude");
+    expect(only("PUT", "/admin/models/shared-model").body).toEqual({ prefix_sharing: "shared" });
+    expect(sharing?.stdout).toMatch(/prefix sharing:\s+shared by all tenants/);
+    expect(badSharing?.code).toBe(2);
   });
 });
 

@@ -225,6 +225,22 @@ describe("LlamaCppEngine", () => {
     expect(same.usage.prompt_tokens_details.cached_tokens).toBe(same.usage.prompt_tokens - 1);
   });
 
+  it("never reuses one cache namespace's tokens for another, and counts what it drops", async () => {
+    const system = varied(1200, randomUUID());
+    const ask = async (namespace: string) => {
+      const res = await engine.handle({ ...request("chat", { messages: [{ role: "system", content: system }, { role: "user", content: "q" }], max_tokens: 1 }), cacheNamespace: namespace });
+      return ((await res.json()) as { usage: Usage }).usage.prompt_tokens_details.cached_tokens;
+    };
+    const evictedBefore = engine.load().kvEvictedTokens ?? 0;
+    expect(await ask("t:acme:m")).toBeLessThan(10);
+    expect(await ask("t:acme:m")).toBeGreaterThanOrEqual(1200);
+    // Same prompt, another tenant: nothing reused however identical.
+    expect(await ask("t:globex:m")).toBe(0);
+    expect(engine.load().kvEpoch).toMatch(/\S+/);
+    // Slots taken over from another namespace, or cut back to a shorter prefix, count as evictions.
+    expect(engine.load().kvEvictedTokens ?? 0).toBeGreaterThanOrEqual(evictedBefore);
+  });
+
   it("runs concurrent requests on separate sequences at once", async () => {
     let peak = 0;
     const timer = setInterval(() => (peak = Math.max(peak, engine.load().running)), 1);

@@ -284,6 +284,23 @@ describe("OpenAIEngine forwarding", () => {
     expect(got.headers.authorization).toBe("Bearer sk-engine");
   });
 
+  it("sets vLLM's cache_salt from the request's cache namespace, distinct per namespace, when configured", async () => {
+    const e = await startEngine({ cacheSalt: true });
+    const raw = '{"model":"llama","messages":[{"role":"user","content":"x"}],"cache_salt":"client-chosen"}';
+    for (const ns of ["t:acme:llama", "t:globex:llama", "t:acme:llama"]) {
+      await (await e.handle({ ...engineRequest("chat", raw), cacheNamespace: ns })).text();
+    }
+    const salts = fake.received.map((r) => JSON.parse(r.body.toString()).cache_salt as string);
+    expect(salts[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(salts[0]).not.toBe(salts[1]);
+    expect(salts[2]).toBe(salts[0]);
+    expect(salts).not.toContain("client-chosen");
+    // Without the option the body goes through untouched.
+    const plain = await startEngine();
+    await (await plain.handle({ ...engineRequest("chat", raw), cacheNamespace: "t:acme:llama" })).text();
+    expect(fake.received.at(-1)?.body.toString()).toBe(raw);
+  });
+
   it("passes engine errors through with their status and body", async () => {
     const e = await startEngine();
     fake.errorReply = { status: 400, body: { error: { message: "context too long", type: "BadRequestError", param: null, code: 400 } } };
