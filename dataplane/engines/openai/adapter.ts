@@ -14,6 +14,7 @@ import type { Logger } from "../../lib/log";
 import type { EngineAdapter, EngineLoad, EngineRequest } from "../engine";
 import type { OpenAIEngineConfig } from "./config";
 import { loadFromMetrics, type ScrapedLoad } from "./engine-load";
+import { KvEventTracker } from "./kv-events";
 import { parsePrometheusText } from "./prometheus-text";
 
 const PATHS = { chat: "/v1/chat/completions", completions: "/v1/completions" } as const;
@@ -28,6 +29,8 @@ export class OpenAIEngine implements EngineAdapter {
   private healthy = false;
   private scraped: ScrapedLoad = {};
   private inflight = 0;
+  /** Present when the engine publishes KV events. */
+  readonly kvEvents: KvEventTracker | undefined;
 
   constructor(
     private readonly config: OpenAIEngineConfig,
@@ -37,9 +40,11 @@ export class OpenAIEngine implements EngineAdapter {
     this.maxConcurrency = config.maxConcurrency;
     this.base = new URL(config.url);
     this.pool = new Pool(this.base.origin, { connections: config.connections, keepAliveTimeout: 30_000, pipelining: 1 });
+    this.kvEvents = config.kvEvents ? new KvEventTracker() : undefined;
   }
 
   async start(): Promise<void> {
+    if (this.config.kvEvents) this.kvEvents?.subscribe(this.config.kvEvents.endpoint, this.config.kvEvents.topic, this.log);
     await this.poll();
     this.timer = setInterval(() => void this.poll(), this.config.pollIntervalMs);
     this.timer.unref();
@@ -47,6 +52,7 @@ export class OpenAIEngine implements EngineAdapter {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.kvEvents?.close();
     await this.pool.close();
   }
 
@@ -90,6 +96,7 @@ export class OpenAIEngine implements EngineAdapter {
       waiting: this.scraped.waiting ?? 0,
       kvUsage: this.scraped.kvUsage ?? 0,
       kvCapacityTokens: this.config.kvCapacityTokens ?? this.scraped.kvCapacityTokens ?? 0,
+      ...(this.kvEvents ? { kvEvictedTokens: this.kvEvents.evictedTokens, kvEpoch: this.kvEvents.epoch } : {}),
     };
   }
 

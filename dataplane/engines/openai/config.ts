@@ -26,6 +26,17 @@ export const openAIEngineConfigSchema = z.strictObject({
    * serves one tenant's KV to another (vLLM ≥ 0.9). Off for engines that reject unknown fields.
    */
   cacheSalt: z.boolean().default(false),
+  /**
+   * Where the engine publishes KV-cache events (vLLM `--kv-events-config` with a zmq publisher,
+   * e.g. tcp://127.0.0.1:5557): the agent reports evictions from them so the edge forgets prefixes
+   * this node no longer holds.
+   */
+  kvEvents: z
+    .strictObject({
+      endpoint: z.string().regex(/^tcp:\/\/(\[[^\]]+\]|[^:]+):\d{1,5}$/, "must be tcp://host:port"),
+      topic: z.string().max(256).default(""),
+    })
+    .optional(),
 });
 
 export type OpenAIEngineConfig = z.infer<typeof openAIEngineConfigSchema>;

@@ -4,7 +4,8 @@
  *   npx tsx dataplane/engines/sim/main.ts --port 8000 --model llama-3-8b --time-scale 10
  *
  * Flags: --port, --host, --model, --time-scale, --kv-capacity-tokens, --max-num-seqs, --seed,
- * --api-key, --config (a JSON file with any `sim` engine config fields; flags override it).
+ * --api-key, --kv-events-port (publish KV events over ZMQ like vLLM; vLLM's default port is 5557),
+ * --config (a JSON file with any `sim` engine config fields; flags override it).
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -31,6 +32,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       "max-num-seqs": { type: "string" },
       seed: { type: "string" },
       "api-key": { type: "string" },
+      "kv-events-port": { type: "string" },
       config: { type: "string" },
     },
     strict: true,
@@ -49,10 +51,17 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     if (n !== undefined) raw[key] = n;
   }
   const config = parseConfig(simEngineConfigSchema, raw, values.config ?? "command-line flags");
-  const server = await startSimServer({ port: Number(values.port), host: values.host, config, apiKey: values["api-key"] });
+  const kvEventsPort = numberFlag("kvEventsPort", values["kv-events-port"]);
+  const server = await startSimServer({
+    port: Number(values.port),
+    host: values.host,
+    config,
+    apiKey: values["api-key"],
+    ...(kvEventsPort !== undefined ? { kvEvents: { port: kvEventsPort } } : {}),
+  });
   const load = server.engine.load();
   process.stdout.write(
-    `${JSON.stringify({ ts: new Date().toISOString(), level: "info", event: "sim_server_listening", url: server.url, model: config.model, timeScale: config.timeScale, kvCapacityTokens: load.kvCapacityTokens })}\n`,
+    `${JSON.stringify({ ts: new Date().toISOString(), level: "info", event: "sim_server_listening", url: server.url, kvEvents: server.kvEventsEndpoint, model: config.model, timeScale: config.timeScale, kvCapacityTokens: load.kvCapacityTokens })}\n`,
   );
   const shutdown = () => {
     void server.close().then(() => process.exit(0));

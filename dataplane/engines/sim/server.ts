@@ -1,8 +1,9 @@
 /**
  * A standalone vLLM-compatible server around the emulator: the OpenAI routes vLLM serves
  * (`/v1/chat/completions`, `/v1/completions`, `/v1/models`), `/health`, `/metrics` (vLLM's names),
- * `/tokenize`, `/version`, `/reset_prefix_cache`, and the KV events vLLM publishes over ZMQ, here as Server-Sent Events on
- * `/kv-events` (one `data:` line per EventBatch). Point an `openai` engine of the agent at it and
+ * `/tokenize`, `/version`, `/reset_prefix_cache`, and the KV events vLLM publishes: over ZMQ exactly
+ * as vLLM does (`kvEvents` option: msgpack batches on a PUB socket) and, for easy inspection, as
+ * Server-Sent Events on `/kv-events` (one `data:` line per EventBatch). Point an `openai` engine of the agent at it and
  * the agent scrapes and proxies it as it would a real vLLM.
  *
  * @example
@@ -20,6 +21,7 @@ import { ApiError } from "../../../protocol/openai-error";
 import { type ChatMessage, type Endpoint, validateGenerationRequest } from "../../../protocol/openai-request";
 import { createSimEngine, type SimEngine } from "./adapter";
 import type { SimEngineConfigInput } from "./config";
+import { KvEventPublisher } from "./kv-events-zmq";
 import { promptTokens } from "./prompt";
 
 export const SIM_VERSION = "0.1.0-sim";
@@ -124,11 +126,15 @@ export interface SimServerOptions extends SimAppOptions {
   port?: number;
   host?: string;
   config: SimEngineConfigInput;
+  /** Also publish KV events over ZMQ as vLLM does (port 0 picks a free one; vLLM's default is 5557). */
+  kvEvents?: { port: number; topic?: string };
 }
 
 export interface RunningSimServer {
   url: string;
   engine: SimEngine;
+  /** `tcp://host:port` of the ZMQ KV-event publisher, when one was asked for. */
+  kvEventsEndpoint: string | undefined;
   close(): Promise<void>;
 }
 
@@ -142,12 +148,17 @@ export async function startSimServer(opts: SimServerOptions): Promise<RunningSim
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const publisher = opts.kvEvents ? await KvEventPublisher.start({ host, port: opts.kvEvents.port, ...(opts.kvEvents.topic !== undefined ? { topic: opts.kvEvents.topic } : {}) }) : undefined;
+  const unsubscribe = publisher ? engine.onKvEvents((batch) => publisher.publish(batch)) : undefined;
   let closing: Promise<void> | undefined;
   return {
     url,
     engine,
+    kvEventsEndpoint: publisher ? `tcp://${host}:${publisher.port}` : undefined,
     close() {
       closing ??= (async () => {
+        unsubscribe?.();
+        await publisher?.close();
         await engine.stop();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
