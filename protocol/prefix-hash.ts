@@ -3,14 +3,15 @@
  * fixed length, each block hashed together with the hash of the block before it. Two prompts share
  * their first k block hashes exactly when they share the first k blocks of text, so "which node
  * served this prefix" becomes a walk over block hashes. The edge has no tokenizer; blocks are
- * characters (BLOCK_CHARS ≈ 32 tokens of English), and only full blocks are hashed.
+ * characters (DEFAULT_BLOCK_CHARS ≈ 64 tokens of English: four vLLM blocks, a quarter of an LMCache
+ * chunk), and only full blocks are hashed.
  *
  * The chain starts from a namespace seed: by default the tenant's, so one tenant's prompts can never
  * match (and so never reveal, through timing) another tenant's cached prefixes.
  */
 
-/** Characters per block; ~4 characters per token, so ≈ 32 tokens. */
-export const DEFAULT_BLOCK_CHARS = 128;
+/** Characters per block; ~4 characters per token, so ≈ 64 tokens. */
+export const DEFAULT_BLOCK_CHARS = 256;
 
 /** Message boundary markers that cannot occur in JSON-decoded text by accident in practice. */
 const ROLE_OPEN = "\u0001";
@@ -88,7 +89,7 @@ export function hashBlock(text: string, start: number, end: number, seed: number
   b ^= 0x1b873593;
   let i = start;
   for (; i + 1 < end; i += 2) {
-    const k = (text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16)) >>> 0;
+    const k = text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16);
     a = Math.imul(a ^ k, P1);
     a = (a << 13) | (a >>> 19);
     b = Math.imul(b ^ k, P2);

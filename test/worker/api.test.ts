@@ -324,7 +324,7 @@ describe("prefix-aware routing through the API", () => {
     await first.arrayBuffer();
     const [m1, total] = (first.headers.get("x-switchyard-prefix-blocks") ?? "").split("/").map(Number);
     expect(m1).toBe(0);
-    expect(total).toBeGreaterThan(10);
+    expect(total).toBeGreaterThan(5);
     // Let the node work off the first prefill (the pool models it draining at the calibrated rate);
     // until then recomputing elsewhere is genuinely faster, and the strategy says so.
     await settle();

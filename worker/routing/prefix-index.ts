@@ -8,6 +8,15 @@
  * whole index by `maxEntries` (block, node) pairs, split between nodes in proportion to capacity.
  * Each node's blocks are kept in LRU order with a chain's tail older than its root, so eviction
  * drops the ends of prompts first (as vLLM does) and a surviving prefix stays matchable.
+ *
+ * Every operation is O(1) amortized per block and allocates nothing per block: a node's recency
+ * order is a FIFO queue of (pair, touch sequence) with lazy deletion (an entry whose sequence is no
+ * longer the pair's latest is skipped), compacted when stale entries dominate.
+ *
+ * Because every record touches a whole chain, tail first and root last, a block is always touched
+ * more recently than every block after it in any chain: eviction (oldest first) can never remove an
+ * ancestor while a descendant stays. So "a node holds block i" implies it holds blocks 0..i-1, and
+ * the longest prefix a node holds is found by binary search: O(log n) probes instead of n.
  */
 
 export interface PrefixIndexOptions {
@@ -19,18 +28,80 @@ export interface PrefixIndexOptions {
   tokensPerBlock?: number;
 }
 
+import { BlockTable, NO_PAIR } from "./block-table";
+
+
+/** FIFO of (pair, sequence, time) in growable typed arrays: a node's blocks in touch order. */
+class TouchQueue {
+  pairs = new Int32Array(256);
+  seqs = new Float64Array(256);
+  times = new Float64Array(256);
+  head = 0;
+  tail = 0;
+
+  get length(): number {
+    return this.tail - this.head;
+  }
+
+  push(pair: number, seq: number, time: number): void {
+    if (this.tail === this.pairs.length) this.grow();
+    this.pairs[this.tail] = pair;
+    this.seqs[this.tail] = seq;
+    this.times[this.tail] = time;
+    this.tail++;
+  }
+
+  private grow(): void {
+    const live = this.tail - this.head;
+    const size = Math.max(256, live * 2);
+    const pairs = new Int32Array(size);
+    const seqs = new Float64Array(size);
+    const times = new Float64Array(size);
+    pairs.set(this.pairs.subarray(this.head, this.tail));
+    seqs.set(this.seqs.subarray(this.head, this.tail));
+    times.set(this.times.subarray(this.head, this.tail));
+    this.pairs = pairs;
+    this.seqs = seqs;
+    this.times = times;
+    this.head = 0;
+    this.tail = live;
+  }
+
+  /** Keeps only entries `keep` approves, in order. */
+  compact(keep: (pair: number, seq: number) => boolean): void {
+    let w = 0;
+    for (let r = this.head; r < this.tail; r++) {
+      const p = this.pairs[r] as number;
+      const s = this.seqs[r] as number;
+      if (!keep(p, s)) continue;
+      this.pairs[w] = p;
+      this.seqs[w] = s;
+      this.times[w] = this.times[r] as number;
+      w++;
+    }
+    this.head = 0;
+    this.tail = w;
+  }
+}
+
 interface NodeBlocks {
-  /** block hash → last touch (ms), in touch order: oldest first. */
-  lru: Map<number, number>;
+  index: number;
+  /** Pairs this node holds. */
+  count: number;
+  queue: TouchQueue;
   /** Blocks this node may hold here (from its KV capacity and the global cap). */
   cap: number;
   capacityBlocks: number;
 }
 
 export class PrefixIndex {
-  private readonly owners = new Map<number, string[]>();
+  private readonly table = new BlockTable();
   private readonly nodes = new Map<string, NodeBlocks>();
-  private entries = 0;
+  private readonly names: string[] = [];
+  private readonly freeIndexes: number[] = [];
+  private seq = 0;
+  /** Scratch for match(): which node indexes are candidates (by index). */
+  private candidateMark = new Uint8Array(64);
   readonly maxEntries: number;
   readonly ttlMs: number;
   readonly tokensPerBlock: number;
@@ -38,21 +109,35 @@ export class PrefixIndex {
   constructor(opts: PrefixIndexOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 400_000;
     this.ttlMs = opts.ttlMs ?? 20 * 60_000;
-    this.tokensPerBlock = opts.tokensPerBlock ?? 32;
+    this.tokensPerBlock = opts.tokensPerBlock ?? 64;
   }
 
+  /** (block, node) pairs held. */
   get size(): number {
-    return this.entries;
+    return this.table.pairs;
   }
 
   blocksOf(nodeId: string): number {
-    return this.nodes.get(nodeId)?.lru.size ?? 0;
+    return this.nodes.get(nodeId)?.count ?? 0;
+  }
+
+  /** Whether the node is believed to hold the block (inspection and tests). */
+  holds(nodeId: string, hash: number): boolean {
+    const n = this.nodes.get(nodeId);
+    return n !== undefined && this.table.findPair(hash, n.index) !== NO_PAIR;
   }
 
   private node(nodeId: string): NodeBlocks {
     let n = this.nodes.get(nodeId);
     if (!n) {
-      n = { lru: new Map(), cap: 0, capacityBlocks: 0 };
+      const index = this.freeIndexes.pop() ?? this.names.length;
+      this.names[index] = nodeId;
+      if (index >= this.candidateMark.length) {
+        const grown = new Uint8Array(this.candidateMark.length * 2);
+        grown.set(this.candidateMark);
+        this.candidateMark = grown;
+      }
+      n = { index, count: 0, queue: new TouchQueue(), cap: 0, capacityBlocks: 0 };
       this.nodes.set(nodeId, n);
       this.rebalanceCaps();
     }
@@ -81,32 +166,44 @@ export class PrefixIndex {
     const average = known > 0 ? knownTotal / known : this.maxEntries / Math.max(1, this.nodes.size);
     let weights = 0;
     for (const n of this.nodes.values()) weights += n.capacityBlocks || average;
-    for (const [id, n] of this.nodes) {
+    for (const n of this.nodes.values()) {
       const share = Math.floor((this.maxEntries * (n.capacityBlocks || average)) / weights);
       n.cap = Math.max(1, Math.min(n.capacityBlocks || share, share));
-      this.trim(id, n, n.cap);
+      this.trim(n, n.cap);
     }
   }
 
   /**
-   * Longest contiguous run of leading blocks each candidate holds. Walks the chain once; stops when
-   * no candidate holds the next block.
+   * Longest run of leading blocks each candidate holds: the holders of the first block, each with a
+   * binary search for its depth (see the class comment for why holding is monotone along a chain).
    */
   match(blocks: readonly number[], candidates: readonly string[]): Map<string, number> {
     const out = new Map<string, number>();
     if (blocks.length === 0 || candidates.length === 0) return out;
-    let alive = new Set(candidates);
-    for (let i = 0; i < blocks.length && alive.size > 0; i++) {
-      const holders = this.owners.get(blocks[i] as number);
-      if (!holders) break;
-      const next = new Set<string>();
-      for (const h of holders) {
-        if (alive.has(h)) {
-          next.add(h);
-          out.set(h, i + 1);
-        }
+    const t = this.table;
+    let p = t.firstPair(blocks[0] as number);
+    if (p === NO_PAIR) return out;
+    const mark = this.candidateMark;
+    for (const c of candidates) {
+      const n = this.nodes.get(c);
+      if (n) mark[n.index] = 1;
+    }
+    for (; p !== NO_PAIR; p = t.pairNext[p] as number) {
+      const node = t.pairNode[p] as number;
+      if (mark[node] !== 1) continue;
+      // Invariant: holds blocks[0..lo), does not hold blocks[hi..).
+      let lo = 1;
+      let hi = blocks.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (t.findPair(blocks[mid] as number, node) !== NO_PAIR) lo = mid + 1;
+        else hi = mid;
       }
-      alive = next;
+      out.set(this.names[node] as string, lo);
+    }
+    for (const c of candidates) {
+      const n = this.nodes.get(c);
+      if (n) mark[n.index] = 0;
     }
     return out;
   }
@@ -115,50 +212,52 @@ export class PrefixIndex {
   record(blocks: readonly number[], nodeId: string, now: number): void {
     if (blocks.length === 0) return;
     const n = this.node(nodeId);
+    const t = this.table;
     // Tail first, root last: the root is the most recently used, so it is evicted last.
     for (let i = blocks.length - 1; i >= 0; i--) {
       const h = blocks[i] as number;
-      if (n.lru.delete(h)) {
-        n.lru.set(h, now);
+      let p = t.findPair(h, n.index);
+      if (p === NO_PAIR) {
+        p = t.addPair(h, n.index);
+        n.count++;
+      }
+      const seq = ++this.seq;
+      t.pairSeq[p] = seq;
+      n.queue.push(p, seq, now);
+    }
+    this.expire(n, now);
+    this.trim(n, n.cap);
+    if (n.queue.length > 4 * n.count + 1024) n.queue.compact((p, s) => t.pairSeq[p] === s);
+  }
+
+  /** Removes the node's least recently touched block; false when it holds none (older than `olderThan`). */
+  private dropOldest(n: NodeBlocks, olderThan = Number.POSITIVE_INFINITY): boolean {
+    const q = n.queue;
+    const t = this.table;
+    while (q.head < q.tail) {
+      const p = q.pairs[q.head] as number;
+      if (t.pairSeq[p] !== q.seqs[q.head]) {
+        q.head++; // superseded by a later touch, or already removed
         continue;
       }
-      n.lru.set(h, now);
-      this.entries++;
-      const holders = this.owners.get(h);
-      if (holders) holders.push(nodeId);
-      else this.owners.set(h, [nodeId]);
+      if ((q.times[q.head] as number) >= olderThan) return false;
+      q.head++;
+      t.removePair(p);
+      n.count--;
+      return true;
     }
-    this.expire(nodeId, n, now);
-    this.trim(nodeId, n, n.cap);
+    return false;
   }
 
-  private dropOldest(nodeId: string, n: NodeBlocks): boolean {
-    const first = n.lru.keys().next();
-    if (first.done) return false;
-    this.unlink(first.value, nodeId);
-    n.lru.delete(first.value);
-    this.entries--;
-    return true;
-  }
-
-  private unlink(hash: number, nodeId: string): void {
-    const holders = this.owners.get(hash);
-    if (!holders) return;
-    const i = holders.indexOf(nodeId);
-    if (i >= 0) holders.splice(i, 1);
-    if (holders.length === 0) this.owners.delete(hash);
-  }
-
-  private trim(nodeId: string, n: NodeBlocks, cap: number): void {
-    while (n.lru.size > cap && this.dropOldest(nodeId, n)) {
+  private trim(n: NodeBlocks, cap: number): void {
+    while (n.count > cap && this.dropOldest(n)) {
       /* drop */
     }
   }
 
-  private expire(nodeId: string, n: NodeBlocks, now: number): void {
-    for (const [, at] of n.lru) {
-      if (now - at <= this.ttlMs) break;
-      this.dropOldest(nodeId, n);
+  private expire(n: NodeBlocks, now: number): void {
+    while (this.dropOldest(n, now - this.ttlMs)) {
+      /* drop */
     }
   }
 
@@ -167,7 +266,7 @@ export class PrefixIndex {
     const n = this.nodes.get(nodeId);
     if (!n || tokens <= 0) return;
     let blocks = Math.ceil(tokens / this.tokensPerBlock);
-    while (blocks-- > 0 && this.dropOldest(nodeId, n)) {
+    while (blocks-- > 0 && this.dropOldest(n)) {
       /* drop */
     }
   }
@@ -176,20 +275,24 @@ export class PrefixIndex {
   clearNode(nodeId: string): void {
     const n = this.nodes.get(nodeId);
     if (!n) return;
-    while (this.dropOldest(nodeId, n)) {
+    while (this.dropOldest(n)) {
       /* drop */
     }
+    n.queue = new TouchQueue();
   }
 
   /** The node left the pool for good. */
   removeNode(nodeId: string): void {
+    const n = this.nodes.get(nodeId);
+    if (!n) return;
     this.clearNode(nodeId);
     this.nodes.delete(nodeId);
+    this.freeIndexes.push(n.index);
     this.rebalanceCaps();
   }
 
   /** Ages out idle blocks of every node. */
   sweep(now: number): void {
-    for (const [id, n] of this.nodes) this.expire(id, n, now);
+    for (const n of this.nodes.values()) this.expire(n, now);
   }
 }
