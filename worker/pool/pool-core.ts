@@ -5,6 +5,8 @@
  * discrete-event mode runs it on a virtual clock with no storage, so studies exercise exactly the
  * code production runs.
  */
+import { AdmissionQueue } from "../fairness/admission-queue";
+import { DEFAULT_VTC_WEIGHTS, VirtualTokenCounters } from "../fairness/vtc";
 import { decide } from "../routing/decide";
 import { NodeLoad } from "../routing/node-load";
 import { PREBLE_WINDOW_MS } from "../routing/prefix-cache-preble";
@@ -13,7 +15,7 @@ import { PrefixIndex, type PrefixIndexOptions } from "../routing/prefix-index";
 import { buildStrategies } from "../routing/registry";
 import { formatStrategySpec } from "../routing/spec";
 import type { NodeView, PoolRoutingState, RoutingContext, RoutingStrategy } from "../routing/strategy";
-import type { NodeStatus, PoolHeartbeat, PoolNodeSnapshot, PoolSnapshot, ReleaseInput, RouteInput, RouteResult } from "./types";
+import type { AdmissionSettings, NodeStatus, PoolHeartbeat, PoolNodeSnapshot, PoolSnapshot, ReleaseInput, RouteInput, RouteResult } from "./types";
 
 export interface NodeEntry {
   nodeId: string;
@@ -46,6 +48,11 @@ export interface Lease {
   /** Estimated prompt tokens, of which `cachedTokens` were expected cached on the node. */
   promptTokens: number;
   cachedTokens: number;
+  /** VTC charge made so far (admission, progress), replaced by the real service at release. */
+  charged: number;
+  tenantWeight: number;
+  /** Output tokens already charged (predicted at admission, raised by progress reports). */
+  outputCharged: number;
 }
 
 /** Where the core's durable state goes; every call happens inside the state change it records. */
@@ -54,9 +61,19 @@ export interface PoolStore {
   deleteNode(nodeId: string, model: string): void;
   putLease(requestId: string, lease: Lease): void;
   deleteLease(requestId: string): void;
+  putCounters(entries: Array<[string, number]>): void;
 }
 
-export const memoryStore: PoolStore = { putNode() {}, deleteNode() {}, putLease() {}, deleteLease() {} };
+export const memoryStore: PoolStore = { putNode() {}, deleteNode() {}, putLease() {}, deleteLease() {}, putCounters() {} };
+
+/** A request waiting for room, and who to tell when it is admitted or refused. */
+interface Pending {
+  input: RouteInput;
+  done: (result: RouteResult) => void;
+}
+
+/** Completion tokens assumed for a tenant before any of its requests finished. */
+const DEFAULT_PREDICTED_OUTPUT = 256;
 
 export interface PoolCoreOptions {
   /** A node silent for longer is `lost`. */
@@ -90,6 +107,10 @@ export class PoolCore {
   private readonly routedSinceBeat = new Map<string, number>();
   readonly routing: PoolRoutingState;
   private readonly strategies: Map<string, RoutingStrategy>;
+  readonly vtc = new VirtualTokenCounters();
+  private readonly queue = new AdmissionQueue<Pending>(this.vtc);
+  /** Average completion length per tenant (VTC's length prediction). */
+  private readonly outputAverage = new Map<string, number>();
   private readonly store: PoolStore;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -115,7 +136,8 @@ export class PoolCore {
   }
 
   /** Restores persisted state (no store writes). The prefix index and load windows are soft state. */
-  restore(nodes: Iterable<NodeEntry>, leases: Iterable<[string, Lease]>): void {
+  restore(nodes: Iterable<NodeEntry>, leases: Iterable<[string, Lease]>, counters: Iterable<[string, number]> = []): void {
+    this.vtc.restore(counters);
     for (const n of nodes) {
       this.nodes.set(key(n.nodeId, n.model), n);
       this.routing.prefixIndex.setCapacity(n.nodeId, n.kvCapacityTokens);
@@ -197,6 +219,8 @@ export class PoolCore {
     }
     // Models the node stopped reporting are gone from it.
     for (const [k, n] of this.nodes) if (n.nodeId === hb.nodeId && !reported.has(k)) this.forget(n);
+    // A node that came back, or whose engine stopped queueing, has room for waiting requests.
+    if (this.queue.size > 0) this.dispatch();
     return { draining: hb.drained };
   }
 
@@ -230,15 +254,15 @@ export class PoolCore {
     return Math.min(1, n.kvUsage + (this.routedSinceBeat.get(n.nodeId) ?? 0) / n.kvCapacityTokens);
   }
 
-  private views(input: RouteInput, now: number): { candidates: NodeView[]; known: number } {
+  private healthy(input: RouteInput, now: number): { healthy: NodeView[]; known: number } {
     const exclude = new Set(input.exclude ?? []);
-    let candidates: NodeView[] = [];
+    const healthy: NodeView[] = [];
     let known = 0;
     for (const n of this.nodes.values()) {
       if (n.model !== input.model) continue;
       known++;
       if (exclude.has(n.nodeId) || this.status(n, now) !== "healthy") continue;
-      candidates.push({
+      healthy.push({
         id: n.nodeId,
         region: n.region,
         url: n.url,
@@ -252,16 +276,130 @@ export class PoolCore {
         lastHeartbeatAt: n.lastHeartbeatAt,
       });
     }
-    if (input.regions && input.regions.length > 0) candidates = nearestRegion(candidates, input.regions);
     // Stable order keeps tie-breaking and weighted combination independent of Map history.
-    candidates.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return { candidates, known };
+    healthy.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { healthy, known };
   }
 
-  /** Picks a node and counts the request against it before answering. */
-  route(input: RouteInput): RouteResult {
+  /**
+   * Whether a node can take one more request now: below its in-flight limit, and its engine not
+   * queueing (a heartbeat reporting waiting requests counts until this pool has since released
+   * below what the engine was running).
+   */
+  private hasRoom(n: NodeView, admission: AdmissionSettings | undefined): boolean {
+    const limit = admission?.nodeLimit ?? n.maxConcurrency;
+    return n.inflight < limit && (n.waiting === 0 || n.inflight < n.running);
+  }
+
+  /**
+   * The nodes a request may go to now: the nearest region with room, its nodes that have room.
+   * Empty when no node anywhere has room (the request waits) — unless admission is off, when the
+   * nearest region's healthy nodes are used regardless.
+   */
+  private candidates(input: RouteInput, healthy: NodeView[]): NodeView[] {
+    const order = input.regions ?? [];
+    const rank = new Map(order.map((r, i) => [r, i]));
+    const regionRank = (r: string) => rank.get(r) ?? order.length;
+    const byRegion = new Map<string, NodeView[]>();
+    for (const c of healthy) {
+      let list = byRegion.get(c.region);
+      if (!list) byRegion.set(c.region, (list = []));
+      list.push(c);
+    }
+    const regions = [...byRegion.keys()].sort((a, b) => regionRank(a) - regionRank(b) || (a < b ? -1 : 1));
+    const off = !input.admission || input.admission.policy === "off";
+    for (const r of regions) {
+      const roomy = (byRegion.get(r) as NodeView[]).filter((n) => this.hasRoom(n, input.admission));
+      if (roomy.length > 0) return off ? (byRegion.get(r) as NodeView[]) : roomy;
+    }
+    if (!off) return [];
+    // Admission off and every region full: the nearest region's nodes, and the strategy decides.
+    return order.length > 0 && regions[0] !== undefined ? (byRegion.get(regions[0]) as NodeView[]) : healthy;
+  }
+
+  /**
+   * Routes the request, or queues it until a node has room. `done` is called exactly once: with
+   * the decision, or with a refusal (no healthy node, wait bound passed, cancelled).
+   */
+  submit(input: RouteInput, done: (result: RouteResult) => void): void {
     const now = this.now();
-    const { candidates, known } = this.views(input, now);
+    const { healthy, known } = this.healthy(input, now);
+    if (healthy.length === 0) {
+      done({ ok: false, reason: known === 0 ? "no_nodes" : "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) });
+      return;
+    }
+    const policy = input.admission?.policy ?? "off";
+    // Someone already waits: the newcomer queues behind in policy order (dispatch may admit it at once).
+    if (policy === "off" || this.queue.size === 0) {
+      const candidates = this.candidates(input, healthy);
+      if (candidates.length > 0) {
+        done(this.commit(input, candidates, now));
+        return;
+      }
+    }
+    this.queue.enqueue(input.requestId, input.tenantId, now, input.admission?.maxWaitMs ?? 0, { input, done }, policy === "fcfs" ? "fcfs" : "vtc");
+    this.dispatch();
+  }
+
+  /** Routes at once, never waiting (the decision the pool would make if room were unlimited). */
+  route(input: RouteInput): RouteResult {
+    let result: RouteResult | undefined;
+    this.submit({ ...input, admission: undefined }, (r) => (result = r));
+    return result as RouteResult;
+  }
+
+  /** Admits waiting requests while nodes have room, in the policy's order. */
+  dispatch(): void {
+    const now = this.now();
+    for (;;) {
+      const head = this.queue.peek(this.policyOf(this.queue));
+      if (!head) return;
+      const { input, done } = head.item;
+      const { healthy, known } = this.healthy(input, now);
+      if (healthy.length === 0) {
+        this.queue.remove(head.id);
+        done({ ok: false, reason: known === 0 ? "no_nodes" : "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) });
+        continue;
+      }
+      const candidates = this.candidates(input, healthy);
+      if (candidates.length === 0) return;
+      this.queue.remove(head.id);
+      done(this.commit(input, candidates, now));
+    }
+  }
+
+  private policyOf(queue: AdmissionQueue<Pending>): "vtc" | "fcfs" {
+    const head = queue.peek("fcfs");
+    return head?.item.input.admission?.policy === "fcfs" ? "fcfs" : "vtc";
+  }
+
+  /** A waiting request's client went away: it leaves the queue, charged nothing. */
+  cancelWait(requestId: string): boolean {
+    const w = this.queue.remove(requestId);
+    if (!w) return false;
+    w.item.done({ ok: false, reason: "cancelled", retryAfterSeconds: 0 });
+    return true;
+  }
+
+  /** Refuses requests that waited past their bound; returns the next deadline, if any. */
+  expireWaiting(): number | undefined {
+    const now = this.now();
+    for (const w of this.queue.expire(now)) {
+      w.item.done({ ok: false, reason: "queue_timeout", retryAfterSeconds: Math.max(1, Math.ceil((w.item.input.admission?.maxWaitMs ?? 1000) / 4000)) });
+    }
+    return this.queue.nextDeadline();
+  }
+
+  get waitingCount(): number {
+    return this.queue.size;
+  }
+
+  private predictedOutput(tenant: string, maxTokens: number): number {
+    return Math.min(maxTokens, Math.round(this.outputAverage.get(tenant) ?? DEFAULT_PREDICTED_OUTPUT));
+  }
+
+  /** Picks a node among `candidates` and counts the request against it. */
+  private commit(input: RouteInput, candidates: NodeView[], now: number): RouteResult {
     const prompt = input.prompt;
     const index = this.routing.prefixIndex;
     let match: Map<string, number> | undefined;
@@ -277,9 +415,7 @@ export class PoolCore {
       prefixMatch: () => (match ??= prompt ? index.match(prompt.blocks, candidates.map((c) => c.id)) : new Map()),
     };
     const decision = decide(ctx, candidates, input.strategies, this.strategies);
-    if (!decision) {
-      return { ok: false, reason: known === 0 ? "no_nodes" : "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) };
-    }
+    if (!decision) return { ok: false, reason: "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) };
     const { node } = decision;
     const matched = ctx.prefixMatch().get(node.id) ?? 0;
     const promptTokens = prompt?.tokens ?? 0;
@@ -290,10 +426,29 @@ export class PoolCore {
     const est = { promptTokens, cachedTokens, completionTokens: prompt?.maxTokens ?? 0 };
     this.routing.recentLoad.add(node.id, input.requestId, now, est);
     this.routing.windowLoad.add(node.id, input.requestId, now, est);
-    const lease: Lease = { nodeId: node.id, model: input.model, tenantId: input.tenantId, startedAt: now, expiresAt: now + this.leaseMs, promptTokens, cachedTokens };
+    // VTC: charge the prompt and the predicted completion now; the real counts settle at release.
+    this.vtc.setWeights({ inputWeight: input.admission?.inputWeight ?? DEFAULT_VTC_WEIGHTS.inputWeight, outputWeight: input.admission?.outputWeight ?? DEFAULT_VTC_WEIGHTS.outputWeight });
+    const tenantWeight = input.tenantWeight ?? 1;
+    const outputCharged = input.admission?.predictOutput === false ? 0 : this.predictedOutput(input.tenantId, prompt?.maxTokens ?? DEFAULT_PREDICTED_OUTPUT);
+    const charged = this.vtc.cost(promptTokens, outputCharged, tenantWeight);
+    this.refund(input.requestId); // a retried request is charged once
+    this.vtc.charge(input.tenantId, charged);
+    const lease: Lease = {
+      nodeId: node.id,
+      model: input.model,
+      tenantId: input.tenantId,
+      startedAt: now,
+      expiresAt: now + this.leaseMs,
+      promptTokens,
+      cachedTokens,
+      charged,
+      tenantWeight,
+      outputCharged,
+    };
     this.dropLease(input.requestId); // a retried request holds at most one lease
     this.addLease(input.requestId, lease);
     this.store.putLease(input.requestId, lease);
+    this.store.putCounters(this.vtc.takeDirty());
     return {
       ok: true,
       nodeId: node.id,
@@ -304,25 +459,70 @@ export class PoolCore {
     };
   }
 
+  /** Takes back the admission charge of a request that is being retried or failed before serving. */
+  private refund(requestId: string): void {
+    const lease = this.leases.get(requestId);
+    if (lease && lease.charged !== 0) {
+      this.vtc.charge(lease.tenantId, -lease.charged);
+      lease.charged = 0;
+    }
+  }
+
+  /**
+   * Output tokens a request has produced so far (reported by the worker as it streams): VTC
+   * charges what exceeds what was already charged, so a long answer is paid for as it goes.
+   */
+  progress(requestId: string, outputTokens: number): void {
+    const lease = this.leases.get(requestId);
+    if (!lease || outputTokens <= lease.outputCharged) return;
+    const amount = this.vtc.cost(0, outputTokens - lease.outputCharged, lease.tenantWeight);
+    this.vtc.charge(lease.tenantId, amount);
+    lease.charged += amount;
+    lease.outputCharged = outputTokens;
+  }
+
+  /** Many progress reports at once (what one worker isolate saw in the last interval). */
+  progressBatch(updates: ReadonlyArray<readonly [string, number]>): void {
+    for (const [id, tokens] of updates) {
+      this.progress(id, tokens);
+      const lease = this.leases.get(id);
+      if (lease) this.store.putLease(id, lease);
+    }
+    this.store.putCounters(this.vtc.takeDirty());
+  }
+
   /** The request's stream ended (completed, cancelled or broken): its node is free of it. */
   release(input: ReleaseInput): { released: boolean } {
+    const lease = this.leases.get(input.requestId);
     if (input.usage) {
       const real = { promptTokens: input.usage.promptTokens, cachedTokens: input.usage.cachedTokens, completionTokens: input.usage.completionTokens };
       this.routing.recentLoad.settle(input.requestId, real);
       this.routing.windowLoad.settle(input.requestId, real);
+      if (lease) {
+        // VTC: replace the admission estimate by the real service.
+        this.vtc.charge(lease.tenantId, this.vtc.cost(real.promptTokens, real.completionTokens, lease.tenantWeight) - lease.charged);
+        const avg = this.outputAverage.get(lease.tenantId);
+        this.outputAverage.set(lease.tenantId, avg === undefined ? real.completionTokens : 0.9 * avg + 0.1 * real.completionTokens);
+      }
     }
-    return { released: this.dropLease(input.requestId) !== undefined };
+    const released = this.dropLease(input.requestId) !== undefined;
+    this.store.putCounters(this.vtc.takeDirty());
+    if (released) this.dispatch();
+    return { released };
   }
 
   /** An attempt on `nodeId` failed before any byte came back: release it and cool the node down. */
   reportFailure(requestId: string, nodeId: string): void {
+    this.refund(requestId);
     this.dropLease(requestId);
+    this.store.putCounters(this.vtc.takeDirty());
     const now = this.now();
     for (const n of this.nodes.values()) {
       if (n.nodeId !== nodeId) continue;
       n.failedAt = now;
       this.store.putNode(n);
     }
+    this.dispatch();
   }
 
   /** Operator drain: takes effect at once rather than at the node's next heartbeat. */
@@ -332,6 +532,7 @@ export class PoolCore {
       n.draining = drained;
       this.store.putNode(n);
     }
+    if (!drained) this.dispatch();
   }
 
   removeNode(nodeId: string): void {
@@ -359,7 +560,9 @@ export class PoolCore {
         prefillBacklogTokens: Math.round(this.backlogTokens(n.nodeId, now)),
       }))
       .sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.model.localeCompare(b.model));
-    return { pool, nodes, inflight: this.leases.size, prefixEntries: this.routing.prefixIndex.size };
+    const waiting: Record<string, number> = {};
+    for (const t of this.queue.backlogged()) waiting[t] = this.queue.waitingOf(t);
+    return { pool, nodes, inflight: this.leases.size, prefixEntries: this.routing.prefixIndex.size, waiting, vtc: Object.fromEntries(this.vtc.entries()) };
   }
 
   /** Expires leases whose release was lost, forgets long-silent nodes, ages the prefix index. */
@@ -370,25 +573,4 @@ export class PoolCore {
     this.routing.prefixIndex.sweep(now);
     return this.nodes.size > 0 || this.leases.size > 0;
   }
-}
-
-/**
- * Keeps the candidates of the nearest region (in the caller's preference order) that still has
- * room: a node below its concurrency limit. When every region is saturated, all candidates stay,
- * and the strategy decides where to queue.
- */
-function nearestRegion(candidates: NodeView[], order: readonly string[]): NodeView[] {
-  const rank = new Map(order.map((r, i) => [r, i]));
-  const byRegion = new Map<string, NodeView[]>();
-  for (const c of candidates) {
-    let list = byRegion.get(c.region);
-    if (!list) byRegion.set(c.region, (list = []));
-    list.push(c);
-  }
-  const regions = [...byRegion.keys()].sort((a, b) => (rank.get(a) ?? order.length) - (rank.get(b) ?? order.length) || (a < b ? -1 : 1));
-  for (const r of regions) {
-    const nodes = byRegion.get(r) as NodeView[];
-    if (nodes.some((n) => n.inflight < n.maxConcurrency)) return nodes;
-  }
-  return candidates;
 }

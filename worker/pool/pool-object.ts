@@ -26,10 +26,14 @@ function sqlStore(sql: SqlStorage): PoolStore {
     deleteNode: (nodeId, model) => sql.exec("DELETE FROM pool_nodes WHERE node_id = ? AND model = ?", nodeId, model),
     putLease: (id, l) =>
       sql.exec(
-        "INSERT OR REPLACE INTO inflight (request_id, node_id, model, tenant_id, started_at, expires_at, prompt_tokens, cached_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        id, l.nodeId, l.model, l.tenantId, l.startedAt, l.expiresAt, l.promptTokens, l.cachedTokens,
+        `INSERT OR REPLACE INTO inflight (request_id, node_id, model, tenant_id, started_at, expires_at, prompt_tokens, cached_tokens, charged, tenant_weight, output_charged)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        id, l.nodeId, l.model, l.tenantId, l.startedAt, l.expiresAt, l.promptTokens, l.cachedTokens, l.charged, l.tenantWeight, l.outputCharged,
       ),
     deleteLease: (id) => sql.exec("DELETE FROM inflight WHERE request_id = ?", id),
+    putCounters: (entries) => {
+      for (const [tenant, counter] of entries) sql.exec("INSERT OR REPLACE INTO vtc_counters (tenant_id, counter) VALUES (?, ?)", tenant, counter);
+    },
   };
 }
 
@@ -67,6 +71,9 @@ function readLeases(sql: SqlStorage): Array<[string, Lease]> {
       expiresAt: Number(r.expires_at),
       promptTokens: Number(r.prompt_tokens),
       cachedTokens: Number(r.cached_tokens),
+      charged: Number(r.charged),
+      tenantWeight: Number(r.tenant_weight),
+      outputCharged: Number(r.output_charged),
     },
   ]);
 }
@@ -84,7 +91,11 @@ export class PoolObject extends DurableObject<Env> {
     // constructor returns and no event can see it half-built.
     migrate(this.sql);
     this.core = new PoolCore({ staleAfterMs: interval * HEARTBEAT_MISSES + 1_000, store: sqlStore(this.sql) });
-    this.core.restore(readNodes(this.sql), readLeases(this.sql));
+    this.core.restore(
+      readNodes(this.sql),
+      readLeases(this.sql),
+      this.sql.exec("SELECT tenant_id, counter FROM vtc_counters").toArray().map((r) => [String(r.tenant_id), Number(r.counter)] as [string, number]),
+    );
     const name = this.sql.exec("SELECT value FROM pool_meta WHERE key = 'name'").toArray()[0];
     if (name) this.poolName = String(name.value);
   }
@@ -107,11 +118,41 @@ export class PoolObject extends DurableObject<Env> {
     return out;
   }
 
-  /** Picks a node and counts the request against it before answering. */
+  /**
+   * Picks a node and counts the request against it; when no node has room the call waits in the
+   * pool's admission queue (fair between tenants) until one does, its wait bound passes (429), or
+   * the worker cancels it because the client left.
+   */
   async route(input: RouteInput): Promise<RouteResult> {
-    const result = this.core.route(input);
+    const result = await new Promise<RouteResult>((resolve) => {
+      this.core.submit(input, resolve);
+      this.armDeadlines();
+    });
     if (result.ok) await this.ensureSweep();
     return result;
+  }
+
+  /** Output progress of streaming requests, batched per worker isolate. */
+  async progress(updates: Array<[string, number]>): Promise<void> {
+    this.core.progressBatch(updates);
+  }
+
+  /** The client of a waiting request went away: it leaves the queue. */
+  async cancelWait(requestId: string): Promise<boolean> {
+    return this.core.cancelWait(requestId);
+  }
+
+  private deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Wakes up at the earliest wait deadline to refuse what waited too long. */
+  private armDeadlines(): void {
+    if (this.deadlineTimer !== undefined) return;
+    const next = this.core.expireWaiting();
+    if (next === undefined) return;
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineTimer = undefined;
+      this.armDeadlines();
+    }, Math.max(1, next - Date.now()));
   }
 
   async release(input: ReleaseInput): Promise<{ released: boolean }> {

@@ -37,6 +37,11 @@ const MIGRATIONS: string[] = [
    ALTER TABLE inflight ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE pool_nodes ADD COLUMN kv_evicted_tokens INTEGER;
    ALTER TABLE pool_nodes ADD COLUMN kv_epoch TEXT;`,
+  // v3: fairness — VTC counters per tenant; each lease's admission charge and tenant weight.
+  `CREATE TABLE IF NOT EXISTS vtc_counters (tenant_id TEXT PRIMARY KEY, counter REAL NOT NULL);
+   ALTER TABLE inflight ADD COLUMN charged REAL NOT NULL DEFAULT 0;
+   ALTER TABLE inflight ADD COLUMN tenant_weight REAL NOT NULL DEFAULT 1;
+   ALTER TABLE inflight ADD COLUMN output_charged INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export function migrate(sql: SqlStorage): void {

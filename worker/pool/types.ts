@@ -29,11 +29,32 @@ export interface RouteInput {
   sessionKey?: string;
   /** Regions nearest the caller first; nodes elsewhere come after. */
   regions?: string[];
+  /** Edge admission: how requests wait when no node has room (absent: never wait). */
+  admission?: AdmissionSettings;
+  /** The tenant's fairness weight (default 1). */
+  tenantWeight?: number;
+}
+
+export interface AdmissionSettings {
+  /** `vtc`: fair between tenants; `fcfs`: first come, first served; `off`: route at once, never wait. */
+  policy: "vtc" | "fcfs" | "off";
+  /** Longest wait before the request is refused with 429. */
+  maxWaitMs: number;
+  /** Requests in flight per node before new ones wait (default: the node's reported concurrency). */
+  nodeLimit?: number;
+  /** VTC charges per input and output token (w_p, w_q). */
+  inputWeight?: number;
+  outputWeight?: number;
+  /**
+   * Charge a predicted completion length at admission (default true), corrected by progress reports
+   * and at release. Off: output is charged only as progress reports it (VTC's per-token accounting).
+   */
+  predictOutput?: boolean;
 }
 
 export type RouteResult =
   | { ok: true; nodeId: string; url: string; region: string; strategy: string; prefixBlocks: { matched: number; total: number } }
-  | { ok: false; reason: "no_nodes" | "no_healthy_nodes"; retryAfterSeconds: number };
+  | { ok: false; reason: "no_nodes" | "no_healthy_nodes" | "queue_timeout" | "cancelled"; retryAfterSeconds: number };
 
 export type ReleaseOutcome = "completed" | "cancelled" | "failed";
 
@@ -72,4 +93,8 @@ export interface PoolSnapshot {
   inflight: number;
   /** (block, node) pairs in the prefix index. */
   prefixEntries: number;
+  /** Requests waiting at the edge for room, by tenant. */
+  waiting: Record<string, number>;
+  /** Virtual token counters of tenants seen (fairness). */
+  vtc: Record<string, number>;
 }
