@@ -21,6 +21,13 @@ const configureModel = z.strictObject({
   tenants: z.array(z.string().min(1).max(128)).max(10_000).optional(),
   /** `tenant`: each tenant's prompts match only its own cached prefixes; `shared`: all tenants share. */
   prefix_sharing: z.enum(["tenant", "shared"]).optional(),
+  /** How requests wait when no node has room: fair (vtc), first come first served, or not at the edge. */
+  admission_policy: z.enum(["vtc", "fcfs", "off"]).optional(),
+  max_queue_wait_ms: z.number().int().min(0).max(600_000).optional(),
+  /** Requests in flight per node before new ones wait; null: each node's reported concurrency. */
+  node_limit: z.number().int().min(1).max(1_000_000).nullable().optional(),
+  vtc_input_weight: z.number().positive().max(1_000).optional(),
+  vtc_output_weight: z.number().positive().max(1_000).optional(),
 });
 
 export function modelJson(m: ModelConfig) {
@@ -30,6 +37,11 @@ export function modelJson(m: ModelConfig) {
     default_strategy: m.defaultStrategy,
     allow_all_tenants: m.allowAllTenants,
     prefix_sharing: m.prefixSharing,
+    admission_policy: m.admission.policy,
+    max_queue_wait_ms: m.admission.maxWaitMs,
+    node_limit: m.admission.nodeLimit,
+    vtc_input_weight: m.admission.inputWeight,
+    vtc_output_weight: m.admission.outputWeight,
     tenants: [...m.tenants].sort(),
     created_at: iso(m.createdAt),
   };
@@ -92,10 +104,16 @@ export const modelRoutes = new Hono<AppEnv>()
       defaultStrategy: body.default_strategy ?? existing?.defaultStrategy ?? DEFAULT_STRATEGY,
       allowAllTenants: body.allow_all_tenants ?? existing?.allowAllTenants ?? true,
       prefixSharing: body.prefix_sharing ?? existing?.prefixSharing ?? ("tenant" as const),
+      admissionPolicy: body.admission_policy ?? existing?.admissionPolicy ?? ("vtc" as const),
+      maxQueueWaitMs: body.max_queue_wait_ms ?? existing?.maxQueueWaitMs ?? 30_000,
+      nodeLimit: body.node_limit === undefined ? (existing?.nodeLimit ?? null) : body.node_limit,
+      vtcInputWeight: body.vtc_input_weight ?? existing?.vtcInputWeight ?? 1,
+      vtcOutputWeight: body.vtc_output_weight ?? existing?.vtcOutputWeight ?? 2,
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };
-    const writes = [db.insert(models).values(row).onConflictDoUpdate({ target: models.name, set: { pool: row.pool, defaultStrategy: row.defaultStrategy, allowAllTenants: row.allowAllTenants, prefixSharing: row.prefixSharing, updatedAt: now } })];
+    const { name: _key, createdAt: _created, ...updatable } = row;
+    const writes = [db.insert(models).values(row).onConflictDoUpdate({ target: models.name, set: updatable })];
     const access = body.tenants;
     if (access !== undefined) {
       await db.batch([

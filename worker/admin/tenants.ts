@@ -13,8 +13,15 @@ import { adminBody, iso, list } from "./validate";
 
 const createTenant = z.strictObject({
   name: z.string().trim().min(1).max(128),
+  /** Fair-share weight under contention (default 1). */
+  weight: z.number().positive().max(1_000).optional(),
   id: z.string().regex(SLUG_PATTERN, "must be a lowercase slug (a-z, 0-9, '.', '_', '-'; at most 63)").optional(),
 });
+
+const updateTenant = z.strictObject({
+  name: z.string().trim().min(1).max(128).optional(),
+  weight: z.number().positive().max(1_000).optional(),
+}).refine((b) => b.name !== undefined || b.weight !== undefined, "give name or weight");
 
 const createKey = z.strictObject({
   name: z.string().trim().min(1).max(128).optional(),
@@ -23,7 +30,7 @@ const createKey = z.strictObject({
 });
 
 function tenantJson(t: TenantRow) {
-  return { id: t.id, name: t.name, created_at: iso(t.createdAt), disabled: t.disabledAt !== null, disabled_at: iso(t.disabledAt) };
+  return { id: t.id, name: t.name, weight: t.weight, created_at: iso(t.createdAt), disabled: t.disabledAt !== null, disabled_at: iso(t.disabledAt) };
 }
 
 function keyStatus(k: ApiKeyRow, now: number): "active" | "revoked" | "expired" {
@@ -65,7 +72,7 @@ export const tenantRoutes = new Hono<AppEnv>()
     if (clash.length > 0 || (await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, id)).limit(1)).length > 0) {
       throw new ApiError(409, `A tenant with that ${clash.length > 0 ? "name" : "id"} already exists.`, { param: clash.length > 0 ? "name" : "id", code: "tenant_exists" });
     }
-    const row: TenantRow = { id, name: body.name, createdAt: Date.now(), disabledAt: null };
+    const row: TenantRow = { id, name: body.name, createdAt: Date.now(), disabledAt: null, weight: body.weight ?? 1 };
     await db.insert(tenants).values(row);
     return c.json(tenantJson(row), 201);
   })
@@ -74,6 +81,19 @@ export const tenantRoutes = new Hono<AppEnv>()
     return c.json(list(rows.map(tenantJson)));
   })
   .get("/tenants/:id", async (c) => c.json(tenantJson(await requireTenant(openDb(c.env.DB), c.req.param("id")))))
+  .patch("/tenants/:id", async (c) => {
+    const body = await adminBody(c, updateTenant);
+    const db = openDb(c.env.DB);
+    const t = await requireTenant(db, c.req.param("id"));
+    if (body.name !== undefined && body.name !== t.name) {
+      const clash = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.name, body.name)).limit(1);
+      if (clash.length > 0) throw new ApiError(409, "A tenant with that name already exists.", { param: "name", code: "tenant_exists" });
+    }
+    const next = { ...t, name: body.name ?? t.name, weight: body.weight ?? t.weight };
+    await db.update(tenants).set({ name: next.name, weight: next.weight }).where(eq(tenants.id, t.id));
+    await forgetTenantKeys(db, t.id);
+    return c.json(tenantJson(next));
+  })
   .post("/tenants/:id/disable", async (c) => {
     const db = openDb(c.env.DB);
     const t = await requireTenant(db, c.req.param("id"));

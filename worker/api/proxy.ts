@@ -17,6 +17,7 @@ import { callerLocation, listRegions, regionOrder } from "../regions/region-orde
 import type { PromptInfo } from "../routing/strategy";
 import { nodeFetch } from "../nodes/node-transport";
 import { signForNode } from "../nodes/node-signer";
+import { type ProgressSink, reportProgress } from "../pool/progress-reporter";
 import type { ReleaseInput, RouteResult } from "../pool/types";
 import { requireStrategySpec } from "../routing/spec";
 import { parseJsonBody, readBodyLimited } from "./body";
@@ -66,6 +67,19 @@ function sessionKeyOf(c: Context<AppEnv>, req: GenerationRequest): string | unde
   return key && key.length <= 256 ? key : undefined;
 }
 
+/** The API error for a request the pool would not route. */
+function refusal(decision: Extract<RouteResult, { ok: false }>, model: string, tried: number): ApiError {
+  const retry = { "retry-after": String(decision.retryAfterSeconds) };
+  switch (decision.reason) {
+    case "queue_timeout":
+      return new ApiError(429, `Every node serving '${model}' is busy and the request waited as long as it may; retry later.`, { code: "queue_timeout", headers: retry });
+    case "cancelled":
+      return new ApiError(499, "Client closed the request.", { code: "client_closed" });
+    default:
+      return new ApiError(503, tried > 0 ? `No healthy node could serve '${model}' (tried ${tried}).` : `No healthy node serves '${model}' right now.`, { code: "no_healthy_node", headers: retry });
+  }
+}
+
 export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): Promise<Response> {
   const env = c.env;
   const requestId = c.get("requestId");
@@ -92,6 +106,9 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
 
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     let decision: RouteResult;
+    // A client that leaves while its request waits for room takes it out of the queue.
+    const leaveQueue = () => c.executionCtx.waitUntil(pool.cancelWait(requestId).catch(() => false));
+    c.req.raw.signal.addEventListener("abort", leaveQueue, { once: true });
     try {
       decision = await pool.route({
         requestId,
@@ -102,16 +119,22 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
         prompt,
         ...(sessionKey !== undefined ? { sessionKey } : {}),
         regions,
+        tenantWeight: tenant.weight,
+        admission: {
+          policy: model.admission.policy,
+          maxWaitMs: model.admission.maxWaitMs,
+          ...(model.admission.nodeLimit !== null ? { nodeLimit: model.admission.nodeLimit } : {}),
+          inputWeight: model.admission.inputWeight,
+          outputWeight: model.admission.outputWeight,
+        },
       });
     } catch (err) {
       log("error", "pool_unavailable", { requestId, pool: model.pool, error: err instanceof Error ? err.message : String(err) });
       throw new ApiError(503, "Routing is briefly unavailable; retry shortly.", { code: "pool_unavailable", headers: { "retry-after": "1" } });
+    } finally {
+      c.req.raw.signal.removeEventListener("abort", leaveQueue);
     }
-    if (!decision.ok) {
-      const retry = String(decision.retryAfterSeconds);
-      const message = tried.length > 0 ? `No healthy node could serve '${model.name}' (tried ${tried.length}).` : `No healthy node serves '${model.name}' right now.`;
-      throw new ApiError(503, message, { code: "no_healthy_node", headers: { "retry-after": retry } });
-    }
+    if (!decision.ok) throw refusal(decision, model.name, tried.length);
     let upstream: Response;
     // One controller for the attempt: a client that goes away aborts it at any point; the timeout
     // covers only the wait for response headers (queueing at the agent), never the stream itself.
@@ -150,7 +173,7 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
       log(upstream.status === 401 ? "error" : "warn", "node_refused", { requestId, node: decision.nodeId, status: upstream.status, attempt });
       continue;
     }
-    return respond(c, upstream, decision, { stripUsageChunk, sse: req.stream === true && upstream.ok, startedAt, pool });
+    return respond(c, upstream, decision, { stripUsageChunk, sse: req.stream === true && upstream.ok, startedAt, pool, poolName: model.pool });
   }
   throw new ApiError(503, `No node could serve '${model.name}' after ${MAX_ATTEMPTS} attempts.`, { code: "no_healthy_node", headers: { "retry-after": "1" } });
 }
@@ -159,7 +182,7 @@ function respond(
   c: Context<AppEnv>,
   upstream: Response,
   decision: Extract<RouteResult, { ok: true }>,
-  opts: { stripUsageChunk: boolean; sse: boolean; startedAt: number; pool: { release(input: ReleaseInput): Promise<unknown> } },
+  opts: { stripUsageChunk: boolean; sse: boolean; startedAt: number; pool: { release(input: ReleaseInput): Promise<unknown> } & ProgressSink; poolName: string },
 ): Response {
   const requestId = c.get("requestId");
   const tenantId = c.get("tenant").tenantId;
@@ -184,6 +207,10 @@ function respond(
   const body = meterBody(upstream.body, {
     sse: opts.sse,
     stripUsageChunk: opts.stripUsageChunk,
+    // Every 32 output tokens is plenty: reports are batched per second anyway.
+    onProgress: (tokens) => {
+      if (tokens % 32 === 0) reportProgress(c.executionCtx, opts.poolName, opts.pool, requestId, tokens);
+    },
     onEnd: (m) => {
       const outcome = upstream.ok ? m.outcome : "failed";
       const usage = m.usage

@@ -26,6 +26,8 @@ export interface MeterOptions {
   onEnd: (result: MeterResult) => void;
   /** Largest JSON body kept for reading usage from non-streamed responses. */
   maxJsonBytes?: number;
+  /** Called as content chunks stream, with the running count (≈ output tokens). */
+  onProgress?: (contentChunks: number) => void;
 }
 
 const encoder = new TextEncoder();
@@ -77,6 +79,7 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
       if (text.length > 0) {
         result.contentChunks++;
         result.firstTokenAt ??= Date.now();
+        opts.onProgress?.(result.contentChunks);
       }
     }
     return !(opts.stripUsageChunk && usage && choices.length === 0);

@@ -39,6 +39,7 @@ export async function authenticateKey(db: Db, plaintext: string, now = Date.now(
         tenantId: tenants.id,
         tenantName: tenants.name,
         expiresAt: apiKeys.expiresAt,
+        weight: tenants.weight,
       })
       .from(apiKeys)
       .innerJoin(tenants, eq(apiKeys.tenantId, tenants.id))

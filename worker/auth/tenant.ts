@@ -5,4 +5,6 @@ export interface AuthenticatedTenant {
   keyId: string;
   /** Epoch ms, or null for keys that never expire. */
   expiresAt: number | null;
+  /** Fair-share weight. */
+  weight: number;
 }

@@ -13,6 +13,8 @@ export const tenants = sqliteTable(
     createdAt: integer("created_at").notNull(),
     /** Set when the tenant is disabled: every key of it stops working. */
     disabledAt: integer("disabled_at"),
+    /** Fair-share weight: a tenant of weight 2 gets twice the service of weight 1 under contention. */
+    weight: real("weight").notNull().default(1),
   },
   (t) => [uniqueIndex("tenants_name_unique").on(t.name)],
 );
@@ -50,6 +52,18 @@ export const models = sqliteTable("models", {
    * tenant can probe another's cached prompts) or `shared` (one namespace, for public system prompts).
    */
   prefixSharing: text("prefix_sharing", { enum: ["tenant", "shared"] }).notNull().default("tenant"),
+  /**
+   * How requests wait when no node has room: `vtc` (fair between tenants), `fcfs` (first come,
+   * first served) or `off` (never wait at the edge: nodes queue).
+   */
+  admissionPolicy: text("admission_policy", { enum: ["vtc", "fcfs", "off"] }).notNull().default("vtc"),
+  /** Longest wait at the edge before 429. */
+  maxQueueWaitMs: integer("max_queue_wait_ms").notNull().default(30_000),
+  /** Requests in flight per node before new ones wait; null: what each node reports it can run. */
+  nodeLimit: integer("node_limit"),
+  /** VTC's charge per input token (w_p) and per output token (w_q). */
+  vtcInputWeight: real("vtc_input_weight").notNull().default(1),
+  vtcOutputWeight: real("vtc_output_weight").notNull().default(2),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });

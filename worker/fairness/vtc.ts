@@ -4,9 +4,9 @@
  * w_q each. The tenant with the smallest counter is served next. A tenant arriving from idle is
  * lifted to the smallest counter among backlogged tenants, so idle time banks no credit.
  *
- * The counters are charged at admission with the prompt and a predicted completion length, and
- * corrected when the request ends with the engine's real counts (VTC with length prediction):
- * the edge never sees individual decode steps.
+ * The pool charges the prompt at admission, output tokens as the worker reports streaming progress
+ * (batched each second), and settles with the engine's real counts when the request ends: VTC's
+ * per-token accounting, a second late at most.
  */
 
 export interface VtcWeights {

@@ -4,7 +4,7 @@
  */
 import { eq } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { modelAccess, models } from "../db/schema";
+import { modelAccess, models, type ModelRow } from "../db/schema";
 import { TtlCache } from "../lib/ttl-cache";
 
 export interface ModelConfig {
@@ -14,12 +14,18 @@ export interface ModelConfig {
   allowAllTenants: boolean;
   /** Whose prompt prefixes requests may match: each tenant its own, or one shared namespace. */
   prefixSharing: "tenant" | "shared";
+  /** Edge admission: how requests wait when no node has room. */
+  admission: { policy: "vtc" | "fcfs" | "off"; maxWaitMs: number; nodeLimit: number | null; inputWeight: number; outputWeight: number };
   /** Tenants allowed when allowAllTenants is false. */
   tenants: ReadonlySet<string>;
   createdAt: number;
 }
 
 const cache = new TtlCache<ModelConfig | null>(5_000, 10_000);
+
+function admissionOf(row: ModelRow): ModelConfig["admission"] {
+  return { policy: row.admissionPolicy, maxWaitMs: row.maxQueueWaitMs, nodeLimit: row.nodeLimit, inputWeight: row.vtcInputWeight, outputWeight: row.vtcOutputWeight };
+}
 let listCache: { at: number; value: ModelConfig[] } | undefined;
 
 export function forgetModel(name: string): void {
@@ -37,6 +43,7 @@ async function loadModel(db: Db, name: string): Promise<ModelConfig | null> {
     defaultStrategy: row.defaultStrategy,
     allowAllTenants: row.allowAllTenants,
     prefixSharing: row.prefixSharing,
+    admission: admissionOf(row),
     tenants: new Set(access.map((a) => a.tenantId)),
     createdAt: row.createdAt,
   };
@@ -64,6 +71,7 @@ export async function listModels(db: Db, { fresh = false } = {}): Promise<ModelC
     defaultStrategy: row.defaultStrategy,
     allowAllTenants: row.allowAllTenants,
     prefixSharing: row.prefixSharing,
+    admission: admissionOf(row),
     tenants: byModel.get(row.name) ?? new Set<string>(),
     createdAt: row.createdAt,
   }));

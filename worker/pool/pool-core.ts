@@ -426,10 +426,12 @@ export class PoolCore {
     const est = { promptTokens, cachedTokens, completionTokens: prompt?.maxTokens ?? 0 };
     this.routing.recentLoad.add(node.id, input.requestId, now, est);
     this.routing.windowLoad.add(node.id, input.requestId, now, est);
-    // VTC: charge the prompt and the predicted completion now; the real counts settle at release.
+    // VTC: charge the prompt now; output is charged as progress reports it, and release settles the
+    // real counts (a predicted completion can be charged up front, but a later refund would leave
+    // tenants lifted to the inflated counter behind).
     this.vtc.setWeights({ inputWeight: input.admission?.inputWeight ?? DEFAULT_VTC_WEIGHTS.inputWeight, outputWeight: input.admission?.outputWeight ?? DEFAULT_VTC_WEIGHTS.outputWeight });
     const tenantWeight = input.tenantWeight ?? 1;
-    const outputCharged = input.admission?.predictOutput === false ? 0 : this.predictedOutput(input.tenantId, prompt?.maxTokens ?? DEFAULT_PREDICTED_OUTPUT);
+    const outputCharged = input.admission?.predictOutput === true ? this.predictedOutput(input.tenantId, prompt?.maxTokens ?? DEFAULT_PREDICTED_OUTPUT) : 0;
     const charged = this.vtc.cost(promptTokens, outputCharged, tenantWeight);
     this.refund(input.requestId); // a retried request is charged once
     this.vtc.charge(input.tenantId, charged);

@@ -46,8 +46,9 @@ export interface AdmissionSettings {
   inputWeight?: number;
   outputWeight?: number;
   /**
-   * Charge a predicted completion length at admission (default true), corrected by progress reports
-   * and at release. Off: output is charged only as progress reports it (VTC's per-token accounting).
+   * Charge a predicted completion length at admission, corrected by progress and at release.
+   * Default off: output is charged as progress reports it (VTC's per-token accounting); a refunded
+   * prediction would leave tenants lifted to the inflated counter behind.
    */
   predictOutput?: boolean;
 }
