@@ -16,6 +16,7 @@ const program = new Command()
 
 registerAdminCommands(program);
 registerAgentCommand(program);
+(await import("./commands/bench")).registerBenchCommand(program);
 
 try {
   await program.parseAsync(process.argv);
