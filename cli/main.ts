@@ -1,11 +1,14 @@
 /**
  * `switchyard`: the operator CLI. Admin commands talk to the edge's /admin API
- * (SWITCHYARD_EDGE_URL + SWITCHYARD_ADMIN_TOKEN); `agent` runs a node agent.
+ * (SWITCHYARD_EDGE_URL + SWITCHYARD_ADMIN_TOKEN); `agent` runs a node agent, `cache-server` a KV
+ * cache server, `bench` the benchmark toolkit.
  */
 import { Command, CommanderError } from "commander";
 import { ConfigError } from "../dataplane/lib/config-error";
 import { registerAgentCommand } from "./commands/agent";
 import { registerAdminCommands } from "./commands/admin";
+import { registerBenchCommand } from "./commands/bench";
+import { registerCacheServerCommand } from "./commands/cache-server";
 import { CliError } from "./cli-error";
 
 const program = new Command()
@@ -16,7 +19,8 @@ const program = new Command()
 
 registerAdminCommands(program);
 registerAgentCommand(program);
-(await import("./commands/bench")).registerBenchCommand(program);
+registerCacheServerCommand(program);
+registerBenchCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,442 @@
+/**
+ * The agent's L2 tier: KV chunks on remote cache servers placed by a consistent-hash ring.
+ *
+ * - Placement: `HashRing` over `host:port` ids (from config or `setMembers`, which the agent calls
+ *   when the edge distributes a new membership); with `replicas: r` a key lives on the r distinct
+ *   servers clockwise from it.
+ * - Connections: per server, `dataConnections` pipelined connections for GET/PUT (the one with the
+ *   fewest bytes in flight is used) plus one control connection for PREFIX/DELETE/STATS, so a probe
+ *   never waits behind a 32 MiB value.
+ * - Failures are misses: a request that times out, fails, or gets a corrupt reply (key echo,
+ *   length or CRC-32 wrong) is a miss/0 and the caller recomputes; nothing here throws for a
+ *   server's sake. A connection error marks the server down at once, `failureThreshold`
+ *   consecutive timeouts do too; while down its keys are misses without a round trip, and after
+ *   `downMs` (doubling up to `maxDownMs` while it keeps failing) requests try it again.
+ * - Zero copy: a PUT's value is written from the caller's buffer (do not modify it until put()
+ *   resolves); a GET returns the buffer the reply was read into.
+ *
+ * @example
+ * const l2 = new L2Client({ servers: ["10.0.0.7:7400", "10.0.0.8:7400"], replicas: 1 });
+ * const hit = await l2.longestPrefix(keys);           // one PREFIX per server, in parallel
+ * for (const key of keys.slice(0, hit)) await l2.get(key);
+ * await l2.put(keys[hit], kvBytes);
+ */
+import { parseConfig } from "../../lib/config-error";
+import { createLogger, type Logger } from "../../lib/log";
+import { HashRing, type RingMember } from "../ring/hash-ring";
+import type { KvKey, KvTier, TierStats } from "../tier";
+import { TcpTransport } from "../transport/tcp";
+import { type Endpoint, parseEndpoint, type Transport } from "../transport/transport";
+import type { BufferPool } from "./buffer-pool";
+import { Channel, type Outcome } from "./channel";
+import { type L2ClientConfig, type L2ClientConfigInput, l2ClientConfigSchema } from "./config";
+import { checksumAsync, Flag, keyToBytes, MAX_CONTROL_BODY_BYTES, Op, type ProtocolLimits, readPrefixReply, Status, verifyGetReply } from "./protocol";
+
+export interface L2ClientOptions extends L2ClientConfigInput {
+  /** Default: TCP. */
+  transport?: Transport;
+  logger?: Logger;
+  /**
+   * Where GET replies are read into. With a pool, a caller that is done with a value (copied it
+   * to the engine, dropped it from L1) hands it back with `release(value)` and the next GET of the
+   * same size reuses the memory instead of faulting in fresh pages. Default: none (fresh memory).
+   */
+  bufferPool?: BufferPool;
+}
+
+/** Counters beyond TierStats, for the agent's metrics. */
+export interface L2ClientStats extends TierStats {
+  gets: number;
+  puts: number;
+  /** PUTs no replica accepted (down, timeout, error, refused). */
+  putFailures: number;
+  prefixQueries: number;
+  /** Sum of longestPrefix results. */
+  prefixKeysFound: number;
+  deletes: number;
+  timeouts: number;
+  /** Connection errors and error statuses. */
+  errors: number;
+  /** Replies that failed verification (key echo, length, checksum): counted as misses. */
+  corruptReplies: number;
+  /** Requests not sent because their server was marked down. */
+  skippedDown: number;
+  lateReplies: number;
+  servers: ServerHealth[];
+}
+
+export interface ServerHealth {
+  id: string;
+  up: boolean;
+  /** Epoch ms until which the server is considered down (0 when up). */
+  downUntil: number;
+  consecutiveFailures: number;
+  inFlight: number;
+}
+
+/** What a cache server reports to STATS (server/cache-server.ts CacheServerStats). */
+export interface RemoteServerStats {
+  objects: number;
+  bytesUsed: number;
+  capacityBytes: number;
+  evictions: number;
+  hits: number;
+  misses: number;
+  [field: string]: unknown;
+}
+
+type Lane = "data" | "control";
+
+/** One cache server: its connections and its circuit breaker. */
+class ServerHandle {
+  readonly endpoint: Endpoint;
+  private readonly control: Channel;
+  private readonly data: Channel[];
+  downUntil = 0;
+  consecutiveFailures = 0;
+  private backoffMs: number;
+  private closed = false;
+
+  constructor(
+    readonly id: string,
+    private readonly config: L2ClientConfig,
+    transport: Transport,
+    limits: ProtocolLimits,
+    private readonly log: Logger,
+    pool: BufferPool | undefined,
+  ) {
+    this.endpoint = parseEndpoint(id);
+    const allocate = pool ? (length: number) => pool.acquire(length) : undefined;
+    const opts = { transport, endpoint: this.endpoint, limits, connectTimeoutMs: config.connectTimeoutMs, allocate };
+    this.control = new Channel(opts);
+    this.data = Array.from({ length: config.dataConnections }, () => new Channel(opts));
+    this.backoffMs = config.downMs;
+  }
+
+  isUp(now = Date.now()): boolean {
+    return now >= this.downUntil;
+  }
+
+  get inFlight(): number {
+    return this.control.inFlight + this.data.reduce((n, c) => n + c.inFlight, 0);
+  }
+
+  get lateReplies(): number {
+    return this.control.lateReplies + this.data.reduce((n, c) => n + c.lateReplies, 0);
+  }
+
+  async call(lane: Lane, spec: Parameters<Channel["request"]>[0], timeoutMs: number, expectBytes: number, signal?: AbortSignal): Promise<Outcome> {
+    const channel = lane === "control" ? this.control : this.leastLoaded();
+    const outcome = await channel.request(spec, timeoutMs, expectBytes, signal);
+    if (outcome.kind === "reply") this.succeeded();
+    else if (outcome.kind === "error") this.markDown(outcome.error.message);
+    else if (outcome.kind === "timeout" && ++this.consecutiveFailures >= this.config.failureThreshold) this.markDown(`${this.consecutiveFailures} consecutive timeouts`);
+    return outcome;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.control.close();
+    for (const c of this.data) c.close();
+  }
+
+  private leastLoaded(): Channel {
+    let best = this.data[0] as Channel;
+    for (const c of this.data) if (c.outstandingBytes < best.outstandingBytes || (c.outstandingBytes === best.outstandingBytes && c.inFlight < best.inFlight)) best = c;
+    return best;
+  }
+
+  private succeeded(): void {
+    if (this.downUntil !== 0) this.log.info("l2_server_up", { server: this.id });
+    this.consecutiveFailures = 0;
+    this.downUntil = 0;
+    this.backoffMs = this.config.downMs;
+  }
+
+  private markDown(reason: string): void {
+    const now = Date.now();
+    // Already down (failures of requests sent before are not news), or closed by us.
+    if (now < this.downUntil || this.closed) return;
+    this.downUntil = now + this.backoffMs;
+    this.log.warn("l2_server_down", { server: this.id, reason, down_ms: this.backoffMs });
+    this.backoffMs = Math.min(this.backoffMs * 2, this.config.maxDownMs);
+    this.consecutiveFailures = 0;
+    // Whatever is still in flight there is as good as lost: fail it now rather than at its timeout.
+    const err = new Error(`server ${this.id} marked down`);
+    this.control.reset(err);
+    for (const c of this.data) c.reset(err);
+  }
+}
+
+export class L2Client implements KvTier {
+  readonly name = "l2";
+  readonly config: L2ClientConfig;
+  private readonly ring: HashRing;
+  private readonly handles = new Map<string, ServerHandle>();
+  private readonly transport: Transport;
+  private readonly limits: ProtocolLimits;
+  private readonly log: Logger;
+  private readonly pool: BufferPool | undefined;
+  private closed = false;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private retiredLateReplies = 0;
+  private readonly counters = { hits: 0, misses: 0, bytesOut: 0, bytesIn: 0, gets: 0, puts: 0, putFailures: 0, prefixQueries: 0, prefixKeysFound: 0, deletes: 0, timeouts: 0, errors: 0, corruptReplies: 0, skippedDown: 0 };
+  private remote = { evictions: 0, bytesUsed: 0, capacityBytes: 0 };
+
+  /** Validates `options` (ConfigError naming the field). */
+  constructor(options: L2ClientOptions = {}) {
+    const { transport, logger, bufferPool, ...input } = options;
+    this.config = parseConfig(l2ClientConfigSchema, input, "l2 client options");
+    this.pool = bufferPool;
+    this.transport = transport ?? new TcpTransport();
+    this.log = logger ?? createLogger({ component: "kv-l2" });
+    this.limits = { maxKeys: this.config.maxKeys, maxValueBytes: this.config.maxValueBytes };
+    this.ring = new HashRing([], { virtualNodes: this.config.virtualNodes });
+    this.setMembers(this.config.servers);
+    if (this.config.statsRefreshMs > 0) {
+      this.statsTimer = setInterval(() => void this.refreshServerStats().catch(() => {}), this.config.statsRefreshMs);
+      this.statsTimer.unref();
+    }
+  }
+
+  /** The current servers (ring members), as `host:port`. */
+  members(): string[] {
+    return this.ring.memberIds();
+  }
+
+  /**
+   * Replaces the membership (`host:port` ids, optionally weighted). Keys move only to or from the
+   * servers that changed. Connections to removed servers are closed; their in-flight requests
+   * settle as misses.
+   */
+  setMembers(members: readonly (string | RingMember)[]): void {
+    const normalized: RingMember[] = members.map((m) => (typeof m === "string" ? { id: m } : m));
+    for (const m of normalized) parseEndpoint(m.id);
+    this.ring.setMembers(normalized);
+    const ids = new Set(normalized.map((m) => m.id));
+    for (const [id, h] of this.handles) {
+      if (!ids.has(id)) {
+        this.retiredLateReplies += h.lateReplies;
+        h.close();
+        this.handles.delete(id);
+      }
+    }
+    for (const id of ids) if (!this.handles.has(id)) this.handles.set(id, new ServerHandle(id, this.config, this.transport, this.limits, this.log, this.pool));
+  }
+
+  /** The servers that hold (or would hold) `key`, primary first. */
+  serversFor(key: KvKey): string[] {
+    return this.ring.replicas(key, this.config.replicas);
+  }
+
+  async get(key: KvKey, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    const kb = keyToBytes(key);
+    this.counters.gets++;
+    if (!this.closed && !signal?.aborted) {
+      const timeout = this.timeoutFor(this.config.expectedValueBytes);
+      for (const h of this.targets(key)) {
+        if (!h.isUp()) {
+          this.counters.skippedDown++;
+          continue;
+        }
+        const out = await h.call("data", { op: Op.GET, keys: [kb] }, timeout, this.config.expectedValueBytes, signal);
+        if (out.kind === "reply") {
+          const r = verifyGetReply(out.frame, kb);
+          if ("value" in r) {
+            this.counters.hits++;
+            this.counters.bytesOut += r.value.length;
+            return r.value;
+          }
+          if (r.miss === "corrupt") this.counters.corruptReplies++;
+          else if (r.miss === "status") this.counters.errors++;
+        } else if (out.kind === "aborted") break;
+        else this.countFailure(out);
+      }
+    }
+    this.counters.misses++;
+    return undefined;
+  }
+
+  /**
+   * Writes `value` to each replica (in parallel). Resolves when every replica answered or failed;
+   * never rejects for a server's sake (L2 is a cache). Rejects for an invalid key (TypeError) or a
+   * value over maxValueBytes (RangeError).
+   */
+  async put(key: KvKey, value: Uint8Array): Promise<void> {
+    const kb = keyToBytes(key);
+    if (value.byteLength > this.config.maxValueBytes) throw new RangeError(`value of ${value.byteLength} bytes exceeds maxValueBytes ${this.config.maxValueBytes}`);
+    this.counters.puts++;
+    if (this.closed) {
+      this.counters.putFailures++;
+      return;
+    }
+    const sum = await checksumAsync(value);
+    const timeout = this.timeoutFor(value.byteLength);
+    const results = await Promise.all(
+      this.targets(key).map(async (h) => {
+        if (!h.isUp()) {
+          this.counters.skippedDown++;
+          return false;
+        }
+        const out = await h.call("data", { op: Op.PUT, keys: [kb], body: value, checksum: sum }, timeout, 0);
+        if (out.kind !== "reply") {
+          this.countFailure(out);
+          return false;
+        }
+        if (out.frame.header.status !== Status.OK) this.counters.errors++;
+        return out.frame.header.status === Status.OK;
+      }),
+    );
+    if (results.some(Boolean)) this.counters.bytesIn += value.byteLength;
+    else this.counters.putFailures++;
+  }
+
+  /**
+   * How many of `keys`, from the first, L2 holds without a gap: the keys are grouped by owning
+   * server, one PREFIX goes to each server in parallel, and the prefix ends at the first key its
+   * server does not hold (or whose server is down or does not answer in time). Probes at most
+   * maxKeys keys.
+   */
+  async longestPrefix(keys: readonly KvKey[], signal?: AbortSignal): Promise<number> {
+    this.counters.prefixQueries++;
+    const n = Math.min(keys.length, this.config.maxKeys);
+    if (n === 0 || this.closed || signal?.aborted) return 0;
+    const groups = new Map<ServerHandle, { positions: number[]; keys: Buffer[] }>();
+    let limit = n;
+    const now = Date.now();
+    for (let i = 0; i < n; i++) {
+      const key = keys[i] as KvKey;
+      const kb = keyToBytes(key);
+      const h = this.targets(key).find((t) => t.isUp(now));
+      if (h === undefined) {
+        this.counters.skippedDown++;
+        limit = i;
+        break;
+      }
+      let g = groups.get(h);
+      if (g === undefined) groups.set(h, (g = { positions: [], keys: [] }));
+      g.positions.push(i);
+      g.keys.push(kb);
+    }
+    const present = new Uint8Array(limit);
+    const timeout = this.timeoutFor(0);
+    await Promise.all(
+      [...groups].map(async ([h, g]) => {
+        const out = await h.call("control", { op: Op.PREFIX, keys: g.keys }, timeout, 0, signal);
+        let count = 0;
+        if (out.kind === "reply") {
+          const c = readPrefixReply(out.frame, g.keys.length);
+          if (c === undefined) this.counters.corruptReplies++;
+          else count = c;
+        } else this.countFailure(out);
+        for (let j = 0; j < count; j++) present[g.positions[j] as number] = 1;
+      }),
+    );
+    if (signal?.aborted) return 0;
+    let found = 0;
+    while (found < limit && present[found] === 1) found++;
+    this.counters.prefixKeysFound += found;
+    return found;
+  }
+
+  /** Removes the key from every replica that is up (best effort). */
+  async delete(key: KvKey): Promise<void> {
+    const kb = keyToBytes(key);
+    this.counters.deletes++;
+    if (this.closed) return;
+    await Promise.all(
+      this.targets(key).map(async (h) => {
+        if (!h.isUp()) return;
+        const out = await h.call("control", { op: Op.DELETE, keys: [kb] }, this.timeoutFor(0), 0);
+        if (out.kind !== "reply") this.countFailure(out);
+      }),
+    );
+  }
+
+  /**
+   * Hands a value returned by get() back to the buffer pool (no-op without one). Only for values
+   * nothing references any more: the memory is overwritten by a later GET.
+   */
+  release(value: Uint8Array): void {
+    this.pool?.release(value);
+  }
+
+  /** Round trip to one server (health checks); false when down, failing or timing out. */
+  async ping(server: string): Promise<boolean> {
+    const h = this.handles.get(server);
+    if (h === undefined || this.closed) return false;
+    const out = await h.call("control", { op: Op.PING }, this.timeoutFor(0), 0);
+    return out.kind === "reply" && out.frame.header.status === Status.OK && (out.frame.header.flags & Flag.REPLY) !== 0;
+  }
+
+  /**
+   * Asks every server that is up for its STATS and updates the remote part of stats() (objects,
+   * bytes used, capacity, evictions: sums over the servers that answered).
+   */
+  async refreshServerStats(): Promise<Map<string, RemoteServerStats | undefined>> {
+    const out = new Map<string, RemoteServerStats | undefined>();
+    await Promise.all(
+      [...this.handles].map(async ([id, h]) => {
+        if (!h.isUp() || this.closed) return out.set(id, undefined);
+        const r = await h.call("control", { op: Op.STATS }, this.timeoutFor(0), MAX_CONTROL_BODY_BYTES);
+        let parsed: RemoteServerStats | undefined;
+        if (r.kind === "reply" && r.frame.header.status === Status.OK) {
+          try {
+            parsed = JSON.parse(r.frame.payload.toString("utf8")) as RemoteServerStats;
+          } catch {
+            this.counters.corruptReplies++;
+          }
+        }
+        out.set(id, parsed);
+      }),
+    );
+    const known = [...out.values()].filter((s): s is RemoteServerStats => s !== undefined);
+    if (known.length > 0) {
+      const sum = (f: (s: RemoteServerStats) => number) => known.reduce((a, s) => a + (Number(f(s)) || 0), 0);
+      this.remote = { evictions: sum((s) => s.evictions), bytesUsed: sum((s) => s.bytesUsed), capacityBytes: sum((s) => s.capacityBytes) };
+    }
+    return out;
+  }
+
+  stats(): TierStats {
+    const c = this.counters;
+    return { hits: c.hits, misses: c.misses, bytesOut: c.bytesOut, bytesIn: c.bytesIn, evictions: this.remote.evictions, bytesUsed: this.remote.bytesUsed, capacityBytes: this.remote.capacityBytes };
+  }
+
+  clientStats(): L2ClientStats {
+    const now = Date.now();
+    const handles = [...this.handles.values()];
+    return {
+      ...this.stats(),
+      ...this.counters,
+      lateReplies: this.retiredLateReplies + handles.reduce((n, h) => n + h.lateReplies, 0),
+      servers: handles.map((h) => ({ id: h.id, up: h.isUp(now), downUntil: h.isUp(now) ? 0 : h.downUntil, consecutiveFailures: h.consecutiveFailures, inFlight: h.inFlight })),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.statsTimer);
+    for (const h of this.handles.values()) h.close();
+  }
+
+  /** The replicas' handles for `key`, primary first. */
+  private targets(key: KvKey): ServerHandle[] {
+    const ids = this.config.replicas === 1 ? [this.ring.owner(key)] : this.ring.replicas(key, this.config.replicas);
+    const out: ServerHandle[] = [];
+    for (const id of ids) {
+      const h = id === undefined ? undefined : this.handles.get(id);
+      if (h) out.push(h);
+    }
+    return out;
+  }
+
+  private timeoutFor(bytes: number): number {
+    return this.config.timeoutBaseMs + Math.ceil((bytes * 1000) / this.config.timeoutMinBytesPerSec);
+  }
+
+  private countFailure(out: Outcome): void {
+    if (out.kind === "timeout") this.counters.timeouts++;
+    else if (out.kind === "error") this.counters.errors++;
+  }
+}
