@@ -1,7 +1,8 @@
 /**
  * The engine emulator as an agent engine (`kind: "sim"`): an EngineCore on a RealClock, answering
  * through `renderGeneration` exactly as the llama.cpp engine does, so the agent cannot tell it from a
- * real in-process engine. Load, KV capacity and KV events come straight from the core.
+ * real in-process engine. Load, KV capacity and KV events come straight from the core. The request's
+ * `cacheNamespace` salts its prefix-cache hashes (as vLLM's `cache_salt`): no cross-namespace hits.
  *
  * @example
  * ```ts
@@ -185,6 +186,7 @@ export class SimEngine implements EngineAdapter {
     simReq = core.submit({
       id: req.requestId,
       promptTokens: tokens,
+      ...(req.cacheNamespace ? { cacheNamespace: req.cacheNamespace } : {}),
       maxTokens: params.maxTokens,
       minTokens: params.minTokens,
       ignoreEos: params.ignoreEos,

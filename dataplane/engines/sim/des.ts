@@ -16,7 +16,7 @@
  */
 import { VirtualClock } from "./clock";
 import { EngineCore, type EngineCoreOptions } from "./engine-core";
-import { blockHashes } from "./kv-cache";
+import { blockHashes, namespaceSeed } from "./kv-cache";
 import type { FinishReason, SimRequest, SimRequestObserver } from "./scheduler";
 import { nextRandom, randomOf } from "./text-generator";
 
@@ -25,7 +25,15 @@ export interface StudyRequest {
   /** Arrival in ms of model time; a study's requests come in arrival order. */
   arrivalMs: number;
   promptTokens: ArrayLike<number>;
-  /** `blockHashes(promptTokens, blockSize)`, if the workload already has them. */
+  /**
+   * Cache namespace (a tenant's `t:<tenant>:<model>`, a model's shared `m:<model>`, or vLLM's
+   * `cache_salt`): the request hits only blocks cached in the same namespace. Absent: the default one.
+   */
+  cacheNamespace?: string;
+  /**
+   * `blockHashes(promptTokens, blockSize, undefined, 0, namespaceSeed(cacheNamespace))`, if the
+   * workload already has them (hashes of another namespace are detected and recomputed).
+   */
   blockHashes?: Float64Array;
   maxTokens: number;
   /** The answer length the model "wants" (EOS included); default drawn by the engine. */
@@ -200,6 +208,7 @@ export function runClusterStudy<R extends StudyRequest>(opts: ClusterStudyOption
     perEngineRequests[target] = (perEngineRequests[target] as number) + 1;
     engine.submit({
       promptTokens: req.promptTokens,
+      cacheNamespace: req.cacheNamespace,
       blockHashes: req.blockHashes,
       maxTokens: req.maxTokens,
       outputTokens: req.outputTokens,
@@ -284,6 +293,12 @@ export interface SyntheticWorkloadOptions {
   ratePerSec: number;
   /** Distinct shared prefixes (system prompts, documents); 0: every prompt is unique. */
   prefixes?: number;
+  /**
+   * Tenants, each in its own cache namespace (`t:<k>`; a request's tenant is drawn uniformly): the
+   * shared prefixes are the same text for every tenant but are cached per tenant, as Switchyard's
+   * isolated models are. 0 (default): no namespaces, the workload of earlier versions unchanged.
+   */
+  tenants?: number;
   /** Shared prefix length range in tokens (rounded to blocks). Default [256, 2048]. */
   prefixTokens?: [number, number];
   /** Per-request suffix length range. Default [32, 512]. */
@@ -299,12 +314,14 @@ export interface SyntheticWorkloadOptions {
 export interface SyntheticRequest extends StudyRequest {
   /** Which shared prefix the prompt starts with (-1: none). */
   prefixId: number;
+  /** The request's tenant (-1 without `tenants`); its namespace is `cacheNamespace`. */
+  tenant: number;
   blockHashes: Float64Array;
 }
 
 /**
  * Poisson arrivals; a prompt is one of `prefixes` shared prefixes (Zipf-ish popularity) followed
- * by a unique suffix. Block hashes come precomputed (a prefix's are computed once).
+ * by a unique suffix. Block hashes come precomputed (a prefix's are computed once per namespace).
  */
 export function* syntheticRequests(opts: SyntheticWorkloadOptions): Generator<SyntheticRequest> {
   const bs = opts.blockSize ?? 16;
@@ -322,6 +339,10 @@ export function* syntheticRequests(opts: SyntheticWorkloadOptions): Generator<Sy
     for (let i = 0; i < length; i++) tokens[i] = Math.floor(random() * 128000);
     prefixes.push({ tokens, hashes: blockHashes(tokens, bs) });
   }
+  const tenants = opts.tenants ?? 0;
+  const seeds = Array.from({ length: tenants }, (_, k) => namespaceSeed(`t:${k}`));
+  /** Prefix hashes per (prefix, tenant), computed on first use. */
+  const tenantPrefixHashes = new Map<number, Float64Array>();
   const median = opts.outputMedian ?? 150;
   const sigma = opts.outputSigma ?? 0.8;
   const maxTokens = opts.maxTokens ?? 1024;
@@ -330,14 +351,25 @@ export function* syntheticRequests(opts: SyntheticWorkloadOptions): Generator<Sy
     t += (-Math.log(1 - random()) / opts.ratePerSec) * 1000;
     const prefixId = prefixCount > 0 ? Math.min(prefixCount - 1, Math.floor(prefixCount * random() * random())) : -1;
     const prefix = prefixId >= 0 ? (prefixes[prefixId] as { tokens: Int32Array; hashes: Float64Array }) : undefined;
+    const tenant = tenants > 0 ? Math.min(tenants - 1, Math.floor(random() * tenants)) : -1;
+    const seed = tenant >= 0 ? (seeds[tenant] as number) : undefined;
+    let prefixHashes = prefix?.hashes;
+    if (prefix && seed !== undefined) {
+      const key = prefixId * tenants + tenant;
+      prefixHashes = tenantPrefixHashes.get(key);
+      if (!prefixHashes) {
+        prefixHashes = blockHashes(prefix.tokens, bs, undefined, 0, seed);
+        tenantPrefixHashes.set(key, prefixHashes);
+      }
+    }
     const suffix = between(opts.suffixTokens ?? [32, 512]);
     const length = (prefix?.tokens.length ?? 0) + suffix;
     const tokens = new Int32Array(length);
     if (prefix) tokens.set(prefix.tokens);
     for (let i = prefix?.tokens.length ?? 0; i < length; i++) tokens[i] = Math.floor(random() * 128000);
     const hashes = new Float64Array(Math.floor(length / bs));
-    if (prefix) hashes.set(prefix.hashes);
-    blockHashes(tokens, bs, hashes, prefix?.hashes.length ?? 0);
+    if (prefixHashes) hashes.set(prefixHashes);
+    blockHashes(tokens, bs, hashes, prefixHashes?.length ?? 0, seed);
     const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
     yield {
       arrivalMs: t,
@@ -346,6 +378,8 @@ export function* syntheticRequests(opts: SyntheticWorkloadOptions): Generator<Sy
       maxTokens,
       outputTokens: Math.max(1, Math.round(median * Math.exp(sigma * z))),
       prefixId,
+      tenant,
+      ...(tenant >= 0 ? { cacheNamespace: `t:${tenant}` } : {}),
     };
   }
 }

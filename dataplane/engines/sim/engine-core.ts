@@ -19,7 +19,7 @@
 import { h100Llama3Calibration, type Calibration } from "./calibration";
 import type { Clock, Timer } from "./clock";
 import { CostModel } from "./cost-model";
-import { blockHashes, KvCache, type KvEventBatch, type KvLowerTier } from "./kv-cache";
+import { blockHashes, hashBlock, KvCache, namespaceSeed, type KvEventBatch, type KvLowerTier } from "./kv-cache";
 import { SimMetrics } from "./metrics";
 import { FINISHED, LOADING, RUNNING, Scheduler, SimRequest, StepBatch, WAITING, type FinishReason, type SimRequestObserver } from "./scheduler";
 import { OutputTextGenerator, randomOf, type TextStyle } from "./text-generator";
@@ -66,7 +66,16 @@ export interface SubmitOptions {
   /** Name for `cancel(id)`; also the key of `get(id)`. */
   id?: string;
   promptTokens: ArrayLike<number>;
-  /** Precomputed `blockHashes(promptTokens, blockSize)`, to save hashing a prompt twice. */
+  /**
+   * Cache namespace (vLLM's `cache_salt`; Switchyard's `t:<tenant>:<model>` or `m:<model>`): the
+   * request reuses cached blocks only of its own namespace. Absent or "": the shared default one.
+   */
+  cacheNamespace?: string;
+  /**
+   * Precomputed `blockHashes(promptTokens, blockSize, undefined, 0, namespaceSeed(cacheNamespace))`,
+   * to save hashing a prompt twice. Hashes whose first block does not match the namespace's chain
+   * are ignored (the prompt is hashed again), so a stale precomputation cannot cross namespaces.
+   */
   blockHashes?: Float64Array;
   maxTokens: number;
   minTokens?: number;
@@ -252,9 +261,12 @@ export class EngineCore {
     return this.byId.get(id);
   }
 
-  /** Prompt tokens a request with these tokens (or block hashes) would find in the GPU prefix cache now. */
-  cachedPrefixTokens(tokens: ArrayLike<number>, hashes?: ArrayLike<number>): number {
-    const h = hashes ?? blockHashes(tokens, this.blockSize);
+  /**
+   * Prompt tokens a request with these tokens (or block hashes, computed in its namespace) would find
+   * in the GPU prefix cache now; `cacheNamespace` is used when the hashes are not given.
+   */
+  cachedPrefixTokens(tokens: ArrayLike<number>, hashes?: ArrayLike<number>, cacheNamespace?: string): number {
+    const h = hashes ?? blockHashes(tokens, this.blockSize, undefined, 0, namespaceSeed(cacheNamespace));
     const max = Math.min(h.length, Math.floor((tokens.length - 1) / this.blockSize));
     return this.kv.lookup(h, max) * this.blockSize;
   }
@@ -291,6 +303,10 @@ export class EngineCore {
         "messages",
       );
     }
+    const hashSeed = namespaceSeed(opts.cacheNamespace);
+    let hashes = opts.blockHashes;
+    // One block's hash guards against hashes computed for another namespace (or block size).
+    if (hashes && hashes.length > 0 && promptLength >= this.blockSize && hashes[0] !== hashBlock(hashSeed, opts.promptTokens, 0, this.blockSize)) hashes = undefined;
     const seq = this.seq++;
     const rng = mix32(this.seed, opts.seed ?? seq);
     const eosAt = opts.ignoreEos ? Number.POSITIVE_INFINITY : Math.max(opts.outputTokens ?? this.sampleLength(rng), minTokens + 1);
@@ -298,8 +314,9 @@ export class EngineCore {
       opts.id,
       seq,
       opts.promptTokens,
-      opts.blockHashes,
+      hashes,
       this.blockSize,
+      hashSeed,
       maxTokens,
       minTokens,
       eosAt,

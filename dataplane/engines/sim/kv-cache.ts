@@ -10,6 +10,11 @@
  * the emulator's own (52-bit, JSON-safe integers; see `hashBlock`), not vLLM's sha256: consumers only
  * need them to be consistent between events and lookups.
  *
+ * Cache namespaces work as vLLM's `cache_salt`: a request's chain starts from `namespaceSeed(ns)`
+ * instead of ROOT_HASH, so every block hash of the request depends on its namespace and two
+ * namespaces never share a block (lookups, events and lower-tier offers all carry the salted hashes).
+ * No namespace: the chain starts from ROOT_HASH, as before.
+ *
  * All block operations are O(1) over typed arrays; nothing is allocated per block unless someone
  * listens to events or a lower tier is attached.
  */
@@ -104,13 +109,50 @@ export function hashBlock(parent: number, tokens: ArrayLike<number>, start: numb
 }
 
 /**
- * Chained hashes of the full blocks of `tokens` (a partial last block has none), written into `out`
- * from index `from` (continuing the chain from out[from - 1]). Returns `out`.
+ * Root of a namespace's chains (vLLM's `cache_salt` mixed into the first block): ROOT_HASH without a
+ * namespace (undefined or ""), else a 52-bit hash of the namespace's UTF-16 units. Costs one pass over
+ * the (short) namespace string per request; the prompt itself is hashed once, from this seed.
  */
-export function blockHashes(tokens: ArrayLike<number>, blockSize = 16, out?: Float64Array, from = 0): Float64Array {
+export function namespaceSeed(namespace?: string): number {
+  if (!namespace) return ROOT_HASH;
+  let h1 = 0x3c6ef372;
+  let h2 = 0xa54ff53a;
+  for (let i = 0; i < namespace.length; i++) {
+    let k = Math.imul(namespace.charCodeAt(i), 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h1 ^= k;
+    h1 = (h1 << 13) | (h1 >>> 19);
+    h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
+    h2 ^= k;
+    h2 = (h2 << 17) | (h2 >>> 15);
+    h2 = (Math.imul(h2, 0x2545f491) + 0x6b43a9b5) | 0;
+  }
+  h1 ^= namespace.length;
+  h2 ^= h1;
+  h1 ^= h1 >>> 16;
+  h1 = Math.imul(h1, 0x85ebca6b);
+  h1 ^= h1 >>> 13;
+  h1 = Math.imul(h1, 0xc2b2ae35);
+  h1 ^= h1 >>> 16;
+  h2 ^= h2 >>> 15;
+  h2 = Math.imul(h2, 0x735a2d97);
+  h2 ^= h2 >>> 15;
+  h2 = Math.imul(h2, 0x0bef6c35);
+  h2 ^= h2 >>> 16;
+  const seed = (h2 >>> 12) * TWO_32 + (h1 >>> 0);
+  return seed === ROOT_HASH ? seed + 1 : seed;
+}
+
+/**
+ * Chained hashes of the full blocks of `tokens` (a partial last block has none), written into `out`
+ * from index `from` (continuing the chain from out[from - 1]). The first block's parent is `seed`
+ * (`namespaceSeed(namespace)`; default ROOT_HASH: no namespace). Returns `out`.
+ */
+export function blockHashes(tokens: ArrayLike<number>, blockSize = 16, out?: Float64Array, from = 0, seed = ROOT_HASH): Float64Array {
   const full = Math.floor(tokens.length / blockSize);
   const result = out ?? new Float64Array(full);
-  let parent = from > 0 ? (result[from - 1] as number) : ROOT_HASH;
+  let parent = from > 0 ? (result[from - 1] as number) : seed;
   for (let i = from; i < full && i < result.length; i++) {
     parent = hashBlock(parent, tokens, i * blockSize, blockSize);
     result[i] = parent;

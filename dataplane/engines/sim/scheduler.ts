@@ -9,7 +9,7 @@
  * vLLM does.
  */
 import type { KvCache } from "./kv-cache";
-import { blockHashes, hashBlock, ROOT_HASH } from "./kv-cache";
+import { blockHashes, hashBlock } from "./kv-cache";
 import type { OutputTextGenerator } from "./text-generator";
 
 export type FinishReason = "stop" | "length" | "abort";
@@ -39,7 +39,7 @@ export class SimRequest {
   /** Prompt plus generated tokens. */
   tokens: Int32Array;
   numTokens: number;
-  /** Hashes of the full blocks of `tokens` (computed as blocks fill). */
+  /** Hashes of the full blocks of `tokens` (computed as blocks fill), chained from `hashSeed`. */
   hashes: Float64Array;
   numHashes: number;
   /** Tokens whose KV is computed. */
@@ -67,6 +67,8 @@ export class SimRequest {
     prompt: ArrayLike<number>,
     hashes: Float64Array | undefined,
     blockSize: number,
+    /** Root of the request's hash chain: `namespaceSeed(cacheNamespace)` (ROOT_HASH without one). */
+    readonly hashSeed: number,
     readonly maxTokens: number,
     readonly minTokens: number,
     /** Output position of the end-of-turn token (Infinity with ignore_eos). */
@@ -86,7 +88,7 @@ export class SimRequest {
     if (hashes && hashes.length >= full) {
       this.hashes = new Float64Array(Math.max(capacity, full));
       this.hashes.set(hashes.subarray(0, full));
-    } else this.hashes = blockHashes(this.tokens.subarray(0, promptLength), blockSize, new Float64Array(capacity));
+    } else this.hashes = blockHashes(this.tokens.subarray(0, promptLength), blockSize, new Float64Array(capacity), 0, hashSeed);
     this.numHashes = full;
   }
 
@@ -112,7 +114,7 @@ export class SimRequest {
       this.hashes = grown;
     }
     for (let i = this.numHashes; i < full; i++) {
-      this.hashes[i] = hashBlock(i > 0 ? (this.hashes[i - 1] as number) : ROOT_HASH, this.tokens, i * blockSize, blockSize);
+      this.hashes[i] = hashBlock(i > 0 ? (this.hashes[i - 1] as number) : this.hashSeed, this.tokens, i * blockSize, blockSize);
     }
     this.numHashes = full;
   }

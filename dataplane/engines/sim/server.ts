@@ -4,7 +4,8 @@
  * `/tokenize`, `/version`, `/reset_prefix_cache`, and the KV events vLLM publishes: over ZMQ exactly
  * as vLLM does (`kvEvents` option: msgpack batches on a PUB socket) and, for easy inspection, as
  * Server-Sent Events on `/kv-events` (one `data:` line per EventBatch). Point an `openai` engine of the agent at it and
- * the agent scrapes and proxies it as it would a real vLLM.
+ * the agent scrapes and proxies it as it would a real vLLM. A request's `cache_salt` (vLLM's field) is
+ * its cache namespace: requests with different salts never share prefix blocks.
  *
  * @example
  * ```ts
@@ -41,6 +42,19 @@ function parseJson(text: string): unknown {
   }
 }
 
+/**
+ * vLLM's `cache_salt`: absent or null for none; otherwise a non-empty string (vLLM's validator
+ * rejects anything else with 400), used as the request's cache namespace.
+ */
+function cacheSalt(body: object): string | undefined {
+  const salt = (body as { cache_salt?: unknown }).cache_salt;
+  if (salt === undefined || salt === null) return undefined;
+  if (typeof salt !== "string" || salt.length === 0) {
+    throw new ApiError(400, "Parameter 'cache_salt' must be a non-empty string if provided.", { param: "cache_salt", code: "invalid_value" });
+  }
+  return salt;
+}
+
 /** The Hono app serving `engine` (already started). */
 export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono {
   const app = new Hono();
@@ -61,11 +75,13 @@ export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono 
     const text = await raw.text();
     const body = validateGenerationRequest(endpoint, parseJson(text));
     if (body.model !== engine.model) throw new ApiError(404, `The model \`${body.model}\` does not exist.`, { param: "model", code: "model_not_found" });
+    const salt = cacheSalt(body);
     return engine.handle({
       requestId: raw.headers.get("x-request-id") ?? randomUUID().replaceAll("-", ""),
       endpoint,
       body,
       rawBody: encoder.encode(text),
+      ...(salt !== undefined ? { cacheNamespace: salt } : {}),
       signal: raw.signal,
     });
   };
