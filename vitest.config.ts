@@ -13,7 +13,7 @@ export default defineConfig({
         test: {
           name: "dataplane",
           environment: "node",
-          include: ["test/dataplane/**/*.test.ts", "test/protocol/**/*.test.ts"],
+          include: ["test/dataplane/**/*.test.ts", "test/protocol/**/*.test.ts", "test/infra/**/*.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
