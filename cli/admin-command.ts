@@ -137,6 +137,25 @@ export function isoDateTime(value: string): string {
   return new Date(t).toISOString();
 }
 
+/**
+ * A positive whole number, or `none` to lift the limit ({@link orNull} turns it into the API's
+ * null: commander does not keep a null an option parser returns).
+ */
+export function limitOrNone(max: number): (value: string) => number | "none" {
+  return (value) => {
+    const v = value.trim().toLowerCase();
+    if (v === "none" || v === "unlimited") return "none";
+    const n = Number(v.replace(/_/g, ""));
+    if (v === "" || !Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive whole number, or 'none' to lift the limit");
+    if (n > max) throw new InvalidArgumentError(`must be at most ${max}`);
+    return n;
+  };
+}
+
+export function orNull(v: number | "none"): number | null {
+  return v === "none" ? null : v;
+}
+
 export function httpUrl(value: string): string {
   let u: URL;
   try {

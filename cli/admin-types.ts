@@ -11,6 +11,12 @@ export interface ListBody<T> {
 export interface TenantJson {
   id: string;
   name: string;
+  weight: number;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  token_budget: number | null;
+  budget_period: "day" | "month";
+  default_max_tokens: number | null;
   created_at: string | null;
   disabled: boolean;
   disabled_at: string | null;
@@ -77,7 +83,32 @@ export interface ModelJson {
   /** `tenant`: prompts match only their own tenant's cached prefixes; `shared`: one namespace. */
   prefix_sharing: "tenant" | "shared";
   tenants: string[];
+  admission_policy: "vtc" | "fcfs" | "off";
+  max_queue_wait_ms: number;
+  node_limit: number | null;
+  vtc_input_weight: number;
+  vtc_output_weight: number;
+  vtc_headroom: number;
   created_at: string | null;
+}
+
+export interface UsageResultJson {
+  model: string | null;
+  num_model_requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  input_cached_tokens: number;
+  estimated_requests: number;
+  failed_requests: number;
+}
+
+export interface UsageJson {
+  tenant_id: string;
+  start_time: number;
+  end_time: number;
+  bucket_width: "1h" | "1d";
+  data: Array<{ start_time: number; end_time: number; results: UsageResultJson[] }>;
+  totals: UsageResultJson;
 }
 
 export interface RegionJson {

@@ -8,6 +8,10 @@ export type OpenAIErrorType =
   | "permission_error"
   | "not_found_error"
   | "rate_limit_error"
+  // OpenAI's own types for 429s: a per-minute request or token limit, or a spent quota.
+  | "requests"
+  | "tokens"
+  | "insufficient_quota"
   | "overloaded_error"
   | "server_error";
 

@@ -1,9 +1,12 @@
 import type { PoolObject } from "./pool/pool-object";
+import type { TenantLedger } from "./tenants/tenant-ledger";
 
 /** Bindings of the edge worker (wrangler.toml). */
 export interface Env {
   DB: D1Database;
   POOL: DurableObjectNamespace<PoolObject>;
+  /** One per tenant (named by tenant id): limits and usage. */
+  LEDGER: DurableObjectNamespace<TenantLedger>;
   /** Secret: bearer token for /admin. */
   ADMIN_TOKEN?: string;
   /** Secret: master key from which per-node signing secrets are derived (worker/nodes/node-secrets.ts). */

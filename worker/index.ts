@@ -17,6 +17,7 @@ import { log } from "./lib/log";
 import { heartbeatRoutes } from "./nodes/heartbeat-route";
 
 export { PoolObject } from "./pool/pool-object";
+export { TenantLedger } from "./tenants/tenant-ledger";
 
 const app = new Hono<AppEnv>();
 

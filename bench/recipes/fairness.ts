@@ -1,10 +1,9 @@
 /**
  * Recipe `fairness`: one tenant sends 10× the rate of the others while the cluster is overloaded
  * (demand = `overload` × capacity). Each tenant has its own key; the run records per-tenant TTFT and
- * service (output tokens/s over time). Today's edge admits first come, first served, so the heavy
- * tenant takes ~10/13 of the service and everyone's TTFT grows alike; a fairness policy (VTC, from
- * another engineer) should keep the light tenants' TTFT low. It plugs into `FAIRNESS_SYSTEMS` as one
- * more entry (a model setting), measured next to FCFS on the same workload.
+ * service (output tokens/s over time) under each admission policy (`fairnessSystems`: VTC and
+ * FCFS, each a model setting), and the first light tenant's TTFT when it runs alone. This is the
+ * end-to-end cross-check of the discrete-event study in bench/fairness/run.ts.
  *
  * Capacity is made small on purpose (`maxNumSeqs` 2 per node) so overload needs only a few requests
  * per second: the local edge (wrangler dev on this machine) streams a few hundred tokens/s at most.
@@ -14,7 +13,10 @@
  * npx tsx bench/recipes/fairness.ts --scale small
  * ```
  */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { toEntry } from "../datasets/format";
+import type { TenantSummary } from "../report/summary";
 import { generateSharedPrefix } from "../datasets/shared-prefix";
 import { parseDistribution } from "../lib/distribution";
 import { buildWorkload } from "../workloads/build";
@@ -29,10 +31,13 @@ export interface FairnessSystem {
   modelConfig: Record<string, unknown>;
 }
 
-export const FAIRNESS_SYSTEMS: FairnessSystem[] = [
-  { name: "fcfs", title: "first come, first served (today's edge)", modelConfig: {} },
-  // When the edge has a fairness setting, add e.g.: { name: "vtc", title: "virtual token counter", modelConfig: { fairness: "vtc" } },
-];
+/** The node limit equals the engines' maxNumSeqs, so requests beyond it wait at the edge, where the policy orders them. */
+export function fairnessSystems(nodeLimit: number): FairnessSystem[] {
+  return [
+    { name: "vtc", title: "virtual token counters (the default)", modelConfig: { admission_policy: "vtc", node_limit: nodeLimit } },
+    { name: "fcfs", title: "first come, first served", modelConfig: { admission_policy: "fcfs", node_limit: nodeLimit } },
+  ];
+}
 
 interface FairnessScale {
   nodes: number;
@@ -63,7 +68,7 @@ export const fairnessRecipe: Recipe = {
   name: "fairness",
   title: "Fairness under overload: one tenant at 10× the others",
   description:
-    "A heavy tenant at 10× the rate of three light ones, total demand above capacity (small maxNumSeqs), each tenant with its own key. Records per-tenant TTFT and service (tokens/s over time) for each admission system (today FCFS; fairness policies plug into FAIRNESS_SYSTEMS).",
+    "A heavy tenant at 10× the rate of three light ones, total demand above capacity (small maxNumSeqs), each tenant with its own key. Records per-tenant TTFT and service (tokens/s over time) under VTC and FCFS admission, and the first light tenant alone at the same rate.",
   async run(opts: RecipeOptions) {
     const p = FAIRNESS_SCALES[opts.scale];
     const s = new RecipeSession(fairnessRecipe, opts);
@@ -71,7 +76,9 @@ export const fairnessRecipe: Recipe = {
     const capacity = estimatedCapacity(p);
     const dataset = generateSharedPrefix({ groups: 64, promptsPerGroup: 4, prefixLength: parseDistribution("0"), suffixLength: parseDistribution(String(p.promptLength)), outputLength: parseDistribution(String(p.outputLength)), seed }).map((r, i) => toEntry(r, "prompts", i + 1));
     const tenantIds = ["heavy", ...Array.from({ length: p.lightTenants }, (_, i) => `light-${i + 1}`)];
-    const models = FAIRNESS_SYSTEMS.map((f) => ({ system: f, model: `bench-fair-${f.name}` }));
+    const systems = fairnessSystems(p.maxNumSeqs);
+    const models = systems.map((f) => ({ system: f, model: `bench-fair-${f.name}` }));
+    const perTenant: Array<{ overload: number; system: string; tenants: TenantSummary[] }> = [];
     const bench = await startBenchStack({ nodes: p.nodes, timeScale: p.timeScale, engine: { maxNumSeqs: p.maxNumSeqs }, systems: models.map((m) => ({ model: m.model, modelConfig: m.system.modelConfig })), log: s.log });
     try {
       const keys: Record<string, string> = {};
@@ -84,14 +91,38 @@ export const fairnessRecipe: Recipe = {
         const workload = await s.workload(`overload-${overload}x`, buildWorkload({ pattern: { kind: "poisson", rate: demand }, durationMs: p.durationMs, seed: seed + Math.round(overload * 100), tenants, datasets: new Map([["", dataset]]), meta: { recipe: "fairness", overload, capacity_estimate: capacity } }));
         const tenantKeys = Object.fromEntries(tenantIds.map((id) => [id, keys[id] as string]));
         for (const m of models) {
-          await s.run({ name: `overload-${overload}x-${m.system.name}`, stack: bench, workload, model: m.model, system: m.system.name, workloadLabel: `overload ${overload}×`, qps: Number(demand.toFixed(2)), timeScale: p.timeScale, tenantKeys, routingStrategy: "least-request" });
+          const run = await s.run({ name: `overload-${overload}x-${m.system.name}`, stack: bench, workload, model: m.model, system: m.system.name, workloadLabel: `overload ${overload}×`, qps: Number(demand.toFixed(2)), timeScale: p.timeScale, tenantKeys, routingStrategy: "least-request" });
+          if (run) perTenant.push({ overload, system: m.system.name, tenants: run.tenants });
+        }
+        // The first light tenant alone: the same rate, nobody else.
+        const aloneWorkload = await s.workload(`overload-${overload}x-alone`, buildWorkload({ pattern: { kind: "poisson", rate: light }, durationMs: p.durationMs, seed: seed + Math.round(overload * 100) + 1, tenants: [{ id: "light-1", rate: Number(light.toFixed(3)) }], datasets: new Map([["", dataset]]), meta: { recipe: "fairness", overload, alone: "light-1" } }));
+        const first = models[0];
+        if (first) {
+          const run = await s.run({ name: `overload-${overload}x-alone`, stack: bench, workload: aloneWorkload, model: first.model, system: "alone", workloadLabel: `overload ${overload}×`, qps: Number(light.toFixed(2)), timeScale: p.timeScale, tenantKeys: { "light-1": keys["light-1"] as string }, routingStrategy: "least-request" });
+          if (run) perTenant.push({ overload, system: "alone", tenants: run.tenants });
         }
       }
     } finally {
       await bench.stop();
     }
-    return s.finish({ ...p, seed, capacity_estimate_rps: capacity, tenants: tenantIds, systems: FAIRNESS_SYSTEMS });
+    writeTenantTable(s.outDir, perTenant);
+    return s.finish({ ...p, seed, capacity_estimate_rps: capacity, tenants: tenantIds, systems });
   },
 };
+
+/** tenants.md: each tenant's TTFT and service share per overload and system, light-1 alone beside. */
+function writeTenantTable(outDir: string, rows: Array<{ overload: number; system: string; tenants: TenantSummary[] }>): void {
+  const ms = (v: number | null | undefined) => (v === null || v === undefined ? "–" : v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${v.toFixed(0)} ms`);
+  const lines = ["# Fairness end to end: per-tenant TTFT", "", "Through wrangler dev, agents and emulator engines, one key per tenant. `alone`: light-1 by itself at the same rate.", ""];
+  lines.push("| overload | system | tenant | requests | errors | TTFT p50 | TTFT p99 | output share | light-1 p99 ÷ alone |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const r of rows) {
+    const alone = rows.find((x) => x.overload === r.overload && x.system === "alone")?.tenants.find((t) => t.tenant === "light-1")?.ttft_ms.p99 ?? null;
+    for (const t of r.tenants) {
+      const ratio = t.tenant === "light-1" && r.system !== "alone" && alone && t.ttft_ms.p99 !== null ? `${(t.ttft_ms.p99 / alone).toFixed(2)}×` : "";
+      lines.push(`| ${r.overload}× | ${r.system} | ${t.tenant} | ${t.requests} | ${t.errors} | ${ms(t.ttft_ms.p50)} | ${ms(t.ttft_ms.p99)} | ${t.output_share === null ? "–" : `${(t.output_share * 100).toFixed(0)}%`} | ${ratio} |`);
+    }
+  }
+  writeFileSync(join(outDir, "tenants.md"), `${lines.join("\n")}\n`);
+}
 
 if (isMain(import.meta.url)) await recipeMain(fairnessRecipe);

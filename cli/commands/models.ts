@@ -1,9 +1,15 @@
 /** `switchyard models ...`: which pool routes a model, its default strategy, who may use it. */
-import { type Command, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { seg } from "../admin-client";
-import { adminCommand, adminContext, collect, naming, withExamples } from "../admin-command";
+import { adminCommand, adminContext, collect, limitOrNone, naming, orNull, positiveNumber, withExamples } from "../admin-command";
 import type { DeletedJson, ListBody, ModelJson } from "../admin-types";
 import { type Column, fields, isoWithAge, json, shortIso, table } from "../output";
+
+function admission(m: ModelJson): string {
+  if (m.admission_policy === "off") return "off (requests go straight to a node)";
+  const policy = m.admission_policy === "vtc" ? "fair (VTC)" : "first come, first served";
+  return `${policy}; a request waits at most ${m.max_queue_wait_ms} ms for room`;
+}
 
 function access(m: ModelJson): string {
   if (m.allow_all_tenants) return "all tenants";
@@ -25,6 +31,10 @@ function modelFields(m: ModelJson): string {
     ["default strategy", m.default_strategy],
     ["access", access(m)],
     ["prefix sharing", m.prefix_sharing === "shared" ? "shared by all tenants" : "per tenant"],
+    ["admission", admission(m)],
+    ["node limit", m.node_limit === null ? "the engines' own concurrency" : `${m.node_limit} requests per node`],
+    ["vtc weights", `input ${m.vtc_input_weight}, output ${m.vtc_output_weight}`],
+    ["vtc headroom", m.vtc_headroom === 0 ? "off" : `${Math.round(m.vtc_headroom * 100)}% over the limit for tenants below their fair share`],
     ...(m.allow_all_tenants && m.tenants.length > 0 ? ([["listed tenants", `${m.tenants.join(", ")} (unused while all tenants are allowed)`]] as const) : []),
     ["created", isoWithAge(m.created_at)],
   ]);
@@ -36,6 +46,12 @@ interface ConfigureOpts {
   defaultStrategy?: string;
   allowAllTenants?: boolean;
   restrictTo?: string[];
+  admission?: "vtc" | "fcfs" | "off";
+  maxQueueWaitMs?: number;
+  nodeLimit?: number | "none";
+  vtcInputWeight?: number;
+  vtcOutputWeight?: number;
+  vtcHeadroom?: number;
 }
 
 export function registerModelCommands(program: Command): void {
@@ -65,6 +81,7 @@ export function registerModelCommands(program: Command): void {
     "switchyard models configure llama-3.1-8b --restrict-to acme --restrict-to globex",
     "switchyard models configure llama-3.1-8b --allow-all-tenants",
     "switchyard models configure llama-3.1-8b --prefix-sharing shared",
+    "switchyard models configure llama-3.1-8b --admission vtc --max-queue-wait-ms 20000 --node-limit 32",
   ])
     .option("--pool <pool>", "pool (lowercase slug) whose nodes serve the model; models sharing a pool share its nodes' load view")
     .option("--default-strategy <spec>", "routing strategy used when a request names none: a name or weighted names, e.g. least-request or least-request:3,random")
@@ -73,6 +90,22 @@ export function registerModelCommands(program: Command): void {
       new Option("--prefix-sharing <mode>", "tenant: each tenant's prompts match only its own cached prefixes (default); shared: all tenants share (public system prompts)").choices(["tenant", "shared"]),
     )
     .addOption(new Option("--restrict-to <tenant>", "only these tenants may use the model (repeat, or comma-separate); replaces the list").argParser(collect))
+    .addOption(
+      new Option("--admission <policy>", "when nodes are full: vtc waits fairly between tenants (default), fcfs in arrival order, off sends at once").choices(["vtc", "fcfs", "off"]),
+    )
+    .option("--max-queue-wait-ms <ms>", "longest a request waits for room before a 429 (0..600000)", (v: string) => {
+      const n = v.trim() === "0" ? 0 : positiveNumber(600_000)(v);
+      if (!Number.isInteger(n)) throw new InvalidArgumentError("must be a whole number of milliseconds");
+      return n;
+    })
+    .option("--node-limit <n>", "requests in flight per node before requests wait, or 'none' for the engines' own concurrency", limitOrNone(1_000_000))
+    .option("--vtc-input-weight <w>", "VTC cost of one prompt token (default 1)", positiveNumber(1_000))
+    .option("--vtc-output-weight <w>", "VTC cost of one output token (default 2)", positiveNumber(1_000))
+    .option("--vtc-headroom <fraction>", "how far over its limit a node may go for a tenant below its fair share, 0..1 of the limit (default 0.1; 0 turns it off)", (v: string) => {
+      const n = Number(v.trim());
+      if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError("must be a number from 0 to 1");
+      return n;
+    })
     .action(async (name: string, opts: ConfigureOpts, cmd: Command) => {
       const ctx = adminContext(cmd);
       const body = {
@@ -81,6 +114,12 @@ export function registerModelCommands(program: Command): void {
         ...(opts.prefixSharing !== undefined ? { prefix_sharing: opts.prefixSharing } : {}),
         ...(opts.allowAllTenants ? { allow_all_tenants: true } : {}),
         ...(opts.restrictTo !== undefined ? { allow_all_tenants: false, tenants: opts.restrictTo } : {}),
+        ...(opts.admission !== undefined ? { admission_policy: opts.admission } : {}),
+        ...(opts.maxQueueWaitMs !== undefined ? { max_queue_wait_ms: opts.maxQueueWaitMs } : {}),
+        ...(opts.nodeLimit !== undefined ? { node_limit: orNull(opts.nodeLimit) } : {}),
+        ...(opts.vtcInputWeight !== undefined ? { vtc_input_weight: opts.vtcInputWeight } : {}),
+        ...(opts.vtcOutputWeight !== undefined ? { vtc_output_weight: opts.vtcOutputWeight } : {}),
+        ...(opts.vtcHeadroom !== undefined ? { vtc_headroom: opts.vtcHeadroom } : {}),
       };
       const m = await naming(ctx.client.put<ModelJson>(`/models/${seg(name)}`, body), {
         name: "<name>",
@@ -89,6 +128,12 @@ export function registerModelCommands(program: Command): void {
         default_strategy: "--default-strategy",
         allow_all_tenants: "--allow-all-tenants",
         tenants: "--restrict-to",
+        admission_policy: "--admission",
+        max_queue_wait_ms: "--max-queue-wait-ms",
+        node_limit: "--node-limit",
+        vtc_input_weight: "--vtc-input-weight",
+        vtc_output_weight: "--vtc-output-weight",
+        vtc_headroom: "--vtc-headroom",
       });
       ctx.out.out(ctx.json ? json(m) : `Configured model ${m.name}.\n${modelFields(m)}`);
     });

@@ -135,6 +135,52 @@ describe("OpenAI API through the edge", () => {
   });
 });
 
+describe("limits and usage through the edge", () => {
+  it("counts each request's usage exactly as the engine reported it, readable with the tenant's own key", async () => {
+    const tenant = `usage-${Date.now().toString(36)}`;
+    expect((await stack.admin("POST", "/tenants", { id: tenant, name: tenant })).status).toBe(201);
+    const issued = await stack.admin<{ key: string }>("POST", `/tenants/${tenant}/keys`, { name: "e2e" });
+    const own = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: issued.body.key, maxRetries: 0 });
+    let prompt = 0;
+    let completion = 0;
+    const stream = await own.chat.completions.create({ model: MODEL, stream: true, stream_options: { include_usage: true }, max_tokens: 6, messages: [{ role: "user", content: "Hello there" }] });
+    for await (const chunk of stream) if (chunk.usage) ({ prompt_tokens: prompt, completion_tokens: completion } = chunk.usage);
+    const plain = await own.chat.completions.create({ model: MODEL, max_tokens: 4, messages: [{ role: "user", content: "Hi" }] });
+    prompt += plain.usage?.prompt_tokens ?? 0;
+    completion += plain.usage?.completion_tokens ?? 0;
+    // The stream's end reached the client only after the ledger had the record: no waiting needed.
+    const usage = (await own.get("/usage")) as { tenant_id: string; totals: { num_model_requests: number; input_tokens: number; output_tokens: number } };
+    expect(usage.tenant_id).toBe(tenant);
+    expect(usage.totals).toMatchObject({ num_model_requests: 2, input_tokens: prompt, output_tokens: completion });
+    // The demo tenant's own usage does not include these.
+    const demo = (await client.get("/usage")) as { tenant_id: string };
+    expect(demo.tenant_id).toBe(stack.tenantId);
+    const viaAdmin = await stack.admin<{ totals: { num_model_requests: number } }>("GET", `/tenants/${tenant}/usage`);
+    expect(viaAdmin.body.totals.num_model_requests).toBe(2);
+  });
+
+  it("refuses requests over a tenant's limit with RateLimitError and OpenAI's headers", async () => {
+    const tenant = `limited-${Date.now().toString(36)}`;
+    expect((await stack.admin("POST", "/tenants", { id: tenant, name: tenant, rpm_limit: 2 })).status).toBe(201);
+    const issued = await stack.admin<{ key: string }>("POST", `/tenants/${tenant}/keys`, { name: "e2e" });
+    const limited = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: issued.body.key, maxRetries: 0 });
+    const ask = () => limited.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: "Hi" }] }).withResponse();
+    const first = await ask();
+    expect(first.response.headers.get("x-ratelimit-limit-requests")).toBe("2");
+    await ask();
+    const err = await ask().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    const rl = err as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(rl.type).toBe("requests");
+    expect(rl.code).toBe("rate_limit_exceeded");
+    expect(rl.headers?.get("x-ratelimit-remaining-requests")).toBe("0");
+    expect(Number(rl.headers?.get("retry-after"))).toBeGreaterThan(0);
+  });
+});
+
 describe("node agents", () => {
   it("refuse requests that the edge did not sign", async () => {
     const agent = stack.agents.get("node-a");

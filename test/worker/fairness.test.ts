@@ -6,8 +6,14 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PoolCore } from "../../worker/pool/pool-core";
-import type { AdmissionSettings, RouteInput, RouteResult } from "../../worker/pool/types";
+import { headroomSlots, PoolCore } from "../../worker/pool/pool-core";
+import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type RouteInput, type RouteResult } from "../../worker/pool/types";
+
+/**
+ * Requests a node with limit K may run at once: K, plus the headroom a tenant below its fair share
+ * may use (worker/pool/types.ts). VTC's bound is in terms of what runs at once.
+ */
+const concurrent = (k: number) => k + headroomSlots(k, DEFAULT_VTC_HEADROOM);
 
 interface Arrival {
   tenant: string;
@@ -24,6 +30,7 @@ interface SimOptions {
   wp?: number;
   wq?: number;
   steps: number;
+  headroom?: number;
 }
 
 interface SimResult {
@@ -31,6 +38,10 @@ interface SimResult {
   worstGap: number;
   service: Record<string, number>;
   backloggedSteps: Record<string, number>;
+  /** Most requests running at once. */
+  maxRunning: number;
+  /** Steps each tenant's requests waited before admission, per request. */
+  waits: Record<string, number[]>;
 }
 
 function simulate(o: SimOptions): SimResult {
@@ -47,7 +58,7 @@ function simulate(o: SimOptions): SimResult {
     leaving: false,
     engines: [{ model: "m", engine: "sim", healthy: true, running: 0, waiting: 0, maxConcurrency: o.slots, kvUsage: 0, kvCapacityTokens: 1e9 }],
   });
-  const admission: AdmissionSettings = { policy: o.policy, maxWaitMs: 1e12, nodeLimit: o.slots, predictOutput: false, inputWeight: wp, outputWeight: wq };
+  const admission: AdmissionSettings = { policy: o.policy, maxWaitMs: 1e12, nodeLimit: o.slots, predictOutput: false, inputWeight: wp, outputWeight: wq, ...(o.headroom !== undefined ? { headroom: o.headroom } : {}) };
   const tenants = Object.keys(o.weights);
   const service: Record<string, number> = Object.fromEntries(tenants.map((t) => [t, 0]));
   const backloggedSteps: Record<string, number> = Object.fromEntries(tenants.map((t) => [t, 0]));
@@ -58,11 +69,15 @@ function simulate(o: SimOptions): SimResult {
   // Per pair, the range of D = s_f/w_f − s_g/w_g over the current joint-backlog interval.
   const ranges = new Map<string, { min: number; max: number } | null>();
   let worstGap = 0;
+  let maxRunning = 0;
+  const waits: Record<string, number[]> = Object.fromEntries(tenants.map((t) => [t, []]));
 
   const admit = (id: string, a: Arrival) => (r: RouteResult) => {
     if (!r.ok) throw new Error(`refused: ${r.reason}`);
+    (waits[a.tenant] as number[]).push(now - a.at);
     service[a.tenant] = (service[a.tenant] as number) + (wp * a.input) / (o.weights[a.tenant] as number);
     running.set(id, { tenant: a.tenant, output: a.output, produced: 0, input: a.input });
+    maxRunning = Math.max(maxRunning, running.size);
   };
 
   for (now = 0; now < o.steps; now++) {
@@ -101,7 +116,7 @@ function simulate(o: SimOptions): SimResult {
       }
     }
   }
-  return { worstGap, service, backloggedSteps };
+  return { worstGap, service, backloggedSteps, maxRunning, waits };
 }
 
 const arrivalsArb = (tenants: string[], maxInput: number, maxOutput: number) =>
@@ -135,7 +150,8 @@ describe("VTC fairness bound", () => {
   it("one request at a time: two backlogged tenants stay within 2·(w_p·L + w_q·M), for any arrival pattern", () => {
     fc.assert(
       fc.property(arrivalsArb(["a", "b", "c"], L, M), (arrivals) => {
-        const r = simulate({ slots: 1, weights: { a: 1, b: 1, c: 1 }, arrivals, policy: "vtc", wp, wq, steps: 1_500 });
+        // No headroom: exactly one request runs at a time.
+        const r = simulate({ slots: 1, weights: { a: 1, b: 1, c: 1 }, arrivals, policy: "vtc", wp, wq, steps: 1_500, headroom: 0 });
         worstOneSlot = Math.max(worstOneSlot, r.worstGap);
         expect(r.worstGap).toBeLessThanOrEqual(2 * request);
       }),
@@ -147,11 +163,12 @@ describe("VTC fairness bound", () => {
     console.log(`VTC bound, one slot: worst gap found ${worstOneSlot}; 2·(w_p·L + w_q·M) = ${2 * request}; theorem with M = batch tokens: ${2 * Math.max(wp * L, wq * (L + M))}`);
   });
 
-  it("K at a time: within 2·K·(w_p·L + w_q·M), for any arrival pattern", () => {
+  it("K at a time: within 2·K·(w_p·L + w_q·M), for any arrival pattern (K counting the headroom)", () => {
     fc.assert(
       fc.property(arrivalsArb(["a", "b", "c"], L, M), fc.integer({ min: 2, max: 6 }), (arrivals, slots) => {
         const r = simulate({ slots, weights: { a: 1, b: 1, c: 1 }, arrivals, policy: "vtc", wp, wq, steps: 1_500 });
-        expect(r.worstGap).toBeLessThanOrEqual(2 * slots * request);
+        expect(r.maxRunning).toBeLessThanOrEqual(concurrent(slots));
+        expect(r.worstGap).toBeLessThanOrEqual(2 * concurrent(slots) * request);
       }),
       { numRuns: 150 },
     );
@@ -161,7 +178,7 @@ describe("VTC fairness bound", () => {
     fc.assert(
       fc.property(arrivalsArb(["a", "b"], L, M), fc.integer({ min: 1, max: 6 }), fc.constantFrom(2, 3, 4), (arrivals, slots, w) => {
         const r = simulate({ slots, weights: { a: w, b: 1 }, arrivals, policy: "vtc", wp, wq, steps: 1_500 });
-        expect(r.worstGap).toBeLessThanOrEqual(2 * slots * request);
+        expect(r.worstGap).toBeLessThanOrEqual(2 * concurrent(slots) * request);
       }),
       { numRuns: 100 },
     );
@@ -186,15 +203,29 @@ describe("VTC fairness bound", () => {
     for (let i = 0; i < 20; i++) arrivals.push({ tenant: "light", at: 1, input: 40, output: 30 });
     const fcfs = simulate({ slots: 2, weights: { flood: 1, light: 1 }, arrivals, policy: "fcfs", steps: 1_000 });
     const vtc = simulate({ slots: 2, weights: { flood: 1, light: 1 }, arrivals, policy: "vtc", steps: 1_000 });
-    expect(fcfs.worstGap).toBeGreaterThan(2 * 2 * request);
-    expect(vtc.worstGap).toBeLessThanOrEqual(2 * 2 * request);
+    expect(fcfs.worstGap).toBeGreaterThan(2 * concurrent(2) * request);
+    expect(vtc.worstGap).toBeLessThanOrEqual(2 * concurrent(2) * request);
+  });
+
+  it("admits a tenant below its fair share at once, over the limit by at most the headroom, while a flood waits", () => {
+    const arrivals: Arrival[] = [];
+    for (let i = 0; i < 400; i++) arrivals.push({ tenant: "flood", at: 0, input: 10, output: 20 });
+    // A light tenant sends one request every 25 steps: far below half of the 10 slots.
+    for (let t = 30; t < 900; t += 25) arrivals.push({ tenant: "light", at: t, input: 10, output: 20 });
+    const r = simulate({ slots: 10, weights: { flood: 1, light: 1 }, arrivals, policy: "vtc", steps: 1_000, headroom: 0.2 });
+    expect(r.maxRunning).toBeLessThanOrEqual(12);
+    expect(Math.max(...(r.waits.light as number[]))).toBe(0);
+    // Without headroom the light tenant waits for slots to free, behind flood requests of equal counter.
+    const strict = simulate({ slots: 10, weights: { flood: 1, light: 1 }, arrivals, policy: "vtc", steps: 1_000, headroom: 0 });
+    expect(strict.maxRunning).toBe(10);
+    expect(Math.max(...(strict.waits.light as number[]))).toBeGreaterThan(0);
   });
 
   it("lifts a tenant returning from idle to the smallest backlogged counter, so idle time banks nothing", () => {
     const arrivals: Arrival[] = [];
     for (let i = 0; i < 300; i++) arrivals.push({ tenant: "busy", at: 0, input: 10, output: 10 });
     for (let i = 0; i < 300; i++) arrivals.push({ tenant: "late", at: 500, input: 10, output: 10 });
-    const r = simulate({ slots: 1, weights: { busy: 1, late: 1 }, arrivals, policy: "vtc", steps: 1_200 });
+    const r = simulate({ slots: 1, weights: { busy: 1, late: 1 }, arrivals, policy: "vtc", steps: 1_200, headroom: 0 });
     // Without the lift, "late" would monopolise the node until its counter caught up with 500 steps.
     expect(r.worstGap).toBeLessThanOrEqual(2 * (wp * 10 + wq * 10));
   });

@@ -70,7 +70,7 @@ const doc = (i: number, len = 8_000) => `Document ${i}: ${"lorem ipsum dolor sit
 describe("strategy names", () => {
   it("knows all the strategies and refuses others by naming them", () => {
     expect(STRATEGY_NAMES).toEqual(
-      ["least-kv-cache", "least-request", "power-of-two", "prefix-cache", "prefix-cache-preble", "random", "session-affinity", "throughput"].sort(),
+      ["least-kv-cache", "least-request", "power-of-two", "prefix-cache", "prefix-cache-preble", "random", "session-affinity", "throughput", "vtc-basic"].sort(),
     );
     const bad = parseStrategySpec("prefix-cache:2,fastest");
     expect(bad.ok).toBe(false);
@@ -302,6 +302,48 @@ describe("load-aware strategies", () => {
       const r = core.route(request("throughput", "short"));
       expect(r.ok && r.nodeId).not.toBe(a.nodeId);
     }
+  });
+});
+
+describe("vtc-basic", () => {
+  const served = (core: PoolCore, tenant: string, prompt: number, completion: number) => {
+    const r = request("least-request", "x", {}, tenant);
+    if (!core.route(r).ok) throw new Error("no route");
+    core.release({ requestId: r.requestId, outcome: "completed", usage: { promptTokens: prompt, completionTokens: completion, cachedTokens: 0, estimated: false } });
+  };
+
+  it("steers heavy tenants to one end of the pool and light ones to the other, by real token counts", () => {
+    const { core } = pool(["n4", "n2", "n1", "n3"]);
+    // The edge estimated a tiny prompt each time; the engine reported 20k prompt + 10k output tokens.
+    for (let i = 0; i < 3; i++) served(core, "heavy", 20_000, 10_000);
+    served(core, "light", 10, 5);
+    const pick = (tenant: string) => {
+      const r = core.route(request("vtc-basic", "hi", {}, tenant));
+      if (!r.ok) throw new Error("no route");
+      core.release({ requestId: `r${reqSeq}`, outcome: "completed" });
+      return r.nodeId;
+    };
+    // Positions follow node ids, whatever order the nodes joined in.
+    expect(pick("light")).toBe("n1");
+    expect(pick("newcomer")).toBe("n1");
+    // heavy: 3·(20k·1 + 10k·2) = 120k tokens by the engine's counts (the edge estimated 1 token
+    // each, which would have kept it at n1); the bucket is (min + max)/2 ≈ 60k, so position 2.
+    expect(pick("heavy")).toBe("n3");
+  });
+
+  it("moves off a node whose utilisation outweighs the position", () => {
+    const { core } = pool(["n1", "n2"]);
+    // n1 carries 100 requests: utilisation 1, as far as one position step.
+    for (let i = 0; i < 100; i++) if (!core.route(request("least-request", "busy", { exclude: ["n2"] }, `t${i}`)).ok) throw new Error("no route");
+    let onN2 = 0;
+    for (let i = 0; i < 40; i++) {
+      const r = core.route(request("vtc-basic", "hi", {}, "light"));
+      if (r.ok && r.nodeId === "n2") onN2++;
+      if (r.ok) core.release({ requestId: `r${reqSeq}`, outcome: "completed" });
+    }
+    // Fairness 0 + util 1 on n1 against fairness 1 + util 0 on n2: the jitter decides, about evenly.
+    expect(onN2).toBeGreaterThan(8);
+    expect(onN2).toBeLessThan(32);
   });
 });
 

@@ -28,6 +28,7 @@ const configureModel = z.strictObject({
   node_limit: z.number().int().min(1).max(1_000_000).nullable().optional(),
   vtc_input_weight: z.number().positive().max(1_000).optional(),
   vtc_output_weight: z.number().positive().max(1_000).optional(),
+  vtc_headroom: z.number().min(0).max(1).optional(),
 });
 
 export function modelJson(m: ModelConfig) {
@@ -42,6 +43,7 @@ export function modelJson(m: ModelConfig) {
     node_limit: m.admission.nodeLimit,
     vtc_input_weight: m.admission.inputWeight,
     vtc_output_weight: m.admission.outputWeight,
+    vtc_headroom: m.admission.headroom,
     tenants: [...m.tenants].sort(),
     created_at: iso(m.createdAt),
   };
@@ -109,6 +111,7 @@ export const modelRoutes = new Hono<AppEnv>()
       nodeLimit: body.node_limit === undefined ? (existing?.nodeLimit ?? null) : body.node_limit,
       vtcInputWeight: body.vtc_input_weight ?? existing?.vtcInputWeight ?? 1,
       vtcOutputWeight: body.vtc_output_weight ?? existing?.vtcOutputWeight ?? 2,
+      vtcHeadroom: body.vtc_headroom ?? existing?.vtcHeadroom ?? 0.1,
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };

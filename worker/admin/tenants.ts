@@ -9,19 +9,48 @@ import { openDb } from "../db/client";
 import { apiKeys, tenants, type ApiKeyRow, type TenantRow } from "../db/schema";
 import type { AppEnv } from "../env";
 import { newId, SLUG_PATTERN } from "../lib/ids";
+import { usageReport } from "../tenants/usage-report";
 import { adminBody, iso, list } from "./validate";
+
+const limitCount = z.number().int().positive().max(Number.MAX_SAFE_INTEGER).nullable().optional();
+
+/** Limits a tenant may be given (null clears one). */
+const limitFields = {
+  rpm_limit: limitCount,
+  tpm_limit: limitCount,
+  token_budget: limitCount,
+  budget_period: z.enum(["day", "month"]).optional(),
+  default_max_tokens: z.number().int().positive().max(1_000_000).nullable().optional(),
+};
 
 const createTenant = z.strictObject({
   name: z.string().trim().min(1).max(128),
   /** Fair-share weight under contention (default 1). */
   weight: z.number().positive().max(1_000).optional(),
   id: z.string().regex(SLUG_PATTERN, "must be a lowercase slug (a-z, 0-9, '.', '_', '-'; at most 63)").optional(),
+  ...limitFields,
 });
 
-const updateTenant = z.strictObject({
-  name: z.string().trim().min(1).max(128).optional(),
-  weight: z.number().positive().max(1_000).optional(),
-}).refine((b) => b.name !== undefined || b.weight !== undefined, "give name or weight");
+const updateTenant = z
+  .strictObject({
+    name: z.string().trim().min(1).max(128).optional(),
+    weight: z.number().positive().max(1_000).optional(),
+    ...limitFields,
+  })
+  .refine((b) => Object.values(b).some((v) => v !== undefined), "give at least one field to change");
+
+type LimitInput = { [K in keyof typeof limitFields]?: z.infer<(typeof limitFields)[K]> };
+
+/** The tenant columns a body sets (absent fields keep their value, null clears a limit). */
+function limitColumns(b: LimitInput): Partial<Pick<TenantRow, "rpmLimit" | "tpmLimit" | "tokenBudget" | "budgetPeriod" | "defaultMaxTokens">> {
+  return {
+    ...(b.rpm_limit !== undefined ? { rpmLimit: b.rpm_limit } : {}),
+    ...(b.tpm_limit !== undefined ? { tpmLimit: b.tpm_limit } : {}),
+    ...(b.token_budget !== undefined ? { tokenBudget: b.token_budget } : {}),
+    ...(b.budget_period !== undefined ? { budgetPeriod: b.budget_period } : {}),
+    ...(b.default_max_tokens !== undefined ? { defaultMaxTokens: b.default_max_tokens } : {}),
+  };
+}
 
 const createKey = z.strictObject({
   name: z.string().trim().min(1).max(128).optional(),
@@ -30,7 +59,19 @@ const createKey = z.strictObject({
 });
 
 function tenantJson(t: TenantRow) {
-  return { id: t.id, name: t.name, weight: t.weight, created_at: iso(t.createdAt), disabled: t.disabledAt !== null, disabled_at: iso(t.disabledAt) };
+  return {
+    id: t.id,
+    name: t.name,
+    weight: t.weight,
+    rpm_limit: t.rpmLimit,
+    tpm_limit: t.tpmLimit,
+    token_budget: t.tokenBudget,
+    budget_period: t.budgetPeriod,
+    default_max_tokens: t.defaultMaxTokens,
+    created_at: iso(t.createdAt),
+    disabled: t.disabledAt !== null,
+    disabled_at: iso(t.disabledAt),
+  };
 }
 
 function keyStatus(k: ApiKeyRow, now: number): "active" | "revoked" | "expired" {
@@ -72,7 +113,19 @@ export const tenantRoutes = new Hono<AppEnv>()
     if (clash.length > 0 || (await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, id)).limit(1)).length > 0) {
       throw new ApiError(409, `A tenant with that ${clash.length > 0 ? "name" : "id"} already exists.`, { param: clash.length > 0 ? "name" : "id", code: "tenant_exists" });
     }
-    const row: TenantRow = { id, name: body.name, createdAt: Date.now(), disabledAt: null, weight: body.weight ?? 1 };
+    const row: TenantRow = {
+      id,
+      name: body.name,
+      createdAt: Date.now(),
+      disabledAt: null,
+      weight: body.weight ?? 1,
+      rpmLimit: null,
+      tpmLimit: null,
+      tokenBudget: null,
+      budgetPeriod: "month",
+      defaultMaxTokens: null,
+      ...limitColumns(body),
+    };
     await db.insert(tenants).values(row);
     return c.json(tenantJson(row), 201);
   })
@@ -89,10 +142,15 @@ export const tenantRoutes = new Hono<AppEnv>()
       const clash = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.name, body.name)).limit(1);
       if (clash.length > 0) throw new ApiError(409, "A tenant with that name already exists.", { param: "name", code: "tenant_exists" });
     }
-    const next = { ...t, name: body.name ?? t.name, weight: body.weight ?? t.weight };
-    await db.update(tenants).set({ name: next.name, weight: next.weight }).where(eq(tenants.id, t.id));
+    const changes = { name: body.name ?? t.name, weight: body.weight ?? t.weight, ...limitColumns(body) };
+    const next = { ...t, ...changes };
+    await db.update(tenants).set(changes).where(eq(tenants.id, t.id));
     await forgetTenantKeys(db, t.id);
     return c.json(tenantJson(next));
+  })
+  .get("/tenants/:id/usage", async (c) => {
+    const t = await requireTenant(openDb(c.env.DB), c.req.param("id"));
+    return c.json(await usageReport(c.env, t.id, c.req.query()));
   })
   .post("/tenants/:id/disable", async (c) => {
     const db = openDb(c.env.DB);

@@ -5,12 +5,15 @@ import { tenantAuth } from "../auth/tenant-auth";
 import { openDb } from "../db/client";
 import type { AppEnv } from "../env";
 import { listModels, tenantMayUse } from "../models/catalog";
+import { usageReport } from "../tenants/usage-report";
 import { proxyGeneration } from "./proxy";
 
 export const openaiRoutes = new Hono<AppEnv>()
   .use("/v1/*", tenantAuth)
   .post("/v1/chat/completions", (c) => proxyGeneration(c, "chat"))
   .post("/v1/completions", (c) => proxyGeneration(c, "completions"))
+  // The caller's own usage: the tenant comes from the key, so no other tenant can be named.
+  .get("/v1/usage", async (c) => c.json(await usageReport(c.env, c.get("tenant").tenantId, c.req.query())))
   .get("/v1/models", async (c) => {
     const tenantId = c.get("tenant").tenantId;
     const models = (await listModels(openDb(c.env.DB))).filter((m) => tenantMayUse(m, tenantId));

@@ -12,7 +12,7 @@ import { estimateTokens, namespaceSeed, prefixBlockHashes, renderChat, renderCom
 import { openDb } from "../db/client";
 import { type AppEnv, numberVar } from "../env";
 import { log } from "../lib/log";
-import { cacheNamespace, getModel, tenantMayUse } from "../models/catalog";
+import { cacheNamespace, getModel, type ModelConfig, tenantMayUse } from "../models/catalog";
 import { callerLocation, listRegions, regionOrder } from "../regions/region-order";
 import type { PromptInfo } from "../routing/strategy";
 import { nodeFetch } from "../nodes/node-transport";
@@ -20,8 +20,10 @@ import { signForNode } from "../nodes/node-signer";
 import { type ProgressSink, reportProgress } from "../pool/progress-reporter";
 import type { ReleaseInput, RouteResult } from "../pool/types";
 import { requireStrategySpec } from "../routing/spec";
+import type { WeightedStrategy } from "../routing/strategy";
+import { completionCap, DEFAULT_COMPLETION_RESERVATION, openReservation, promptTokenBound, type Reservation } from "../tenants/ledger-client";
 import { parseJsonBody, readBodyLimited } from "./body";
-import { meterBody } from "./stream-meter";
+import { type MeterResult, meterBody } from "./stream-meter";
 
 const MAX_ATTEMPTS = 3;
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -37,27 +39,39 @@ export const ENDPOINT_PATHS: Record<Endpoint, string> = {
  * - streams always ask the engine for usage, so the edge meters without tokenizing (the meter
  *   drops the usage chunk again when the client did not ask for it);
  * - a client-set `cache_salt` is removed: the cache namespace is the edge's to decide (agents set
- *   the engine's salt from the signed namespace header), or a tenant could name another's salt.
+ *   the engine's salt from the signed namespace header), or a tenant could name another's salt;
+ * - a request without a completion cap gets one when its tenant's tokens are limited, so the
+ *   reservation made for it bounds what it can use.
  */
-function upstreamBody(req: GenerationRequest, raw: Uint8Array): { body: Uint8Array; stripUsageChunk: boolean } {
+function upstreamBody(req: GenerationRequest, raw: Uint8Array, maxTokensCap: number | undefined): { body: Uint8Array; stripUsageChunk: boolean } {
   const wantsUsageAdded = req.stream === true && req.stream_options?.include_usage !== true;
   const hasSalt = Object.hasOwn(req, "cache_salt");
-  if (!wantsUsageAdded && !hasSalt) return { body: raw, stripUsageChunk: false };
+  if (!wantsUsageAdded && !hasSalt && maxTokensCap === undefined) return { body: raw, stripUsageChunk: false };
   const { cache_salt: _dropped, ...rest } = req as GenerationRequest & { cache_salt?: unknown };
-  const rewritten = wantsUsageAdded ? { ...rest, stream_options: { ...(req.stream_options ?? {}), include_usage: true } } : rest;
+  const rewritten = {
+    ...rest,
+    ...(wantsUsageAdded ? { stream_options: { ...(req.stream_options ?? {}), include_usage: true } } : {}),
+    ...(maxTokensCap !== undefined ? { max_tokens: maxTokensCap } : {}),
+  };
   return { body: new TextEncoder().encode(JSON.stringify(rewritten)), stripUsageChunk: wantsUsageAdded };
 }
 
 /** Default completion length assumed for cost estimates when the request sets no max_tokens. */
 const DEFAULT_MAX_TOKENS_ESTIMATE = 256;
 
+/** The prompt as the edge sees it: its canonical text and how many messages it has. */
+function promptText(endpoint: Endpoint, req: GenerationRequest): { text: string; messages: number } {
+  return endpoint === "chat"
+    ? { text: renderChat((req as ChatCompletionRequest).messages), messages: (req as ChatCompletionRequest).messages.length }
+    : { text: renderCompletionPrompt((req as CompletionRequest).prompt), messages: 1 };
+}
+
 /** Prompt blocks in the request's cache namespace, hashed here so the pool object spends no CPU on it. */
-function promptInfo(endpoint: Endpoint, req: GenerationRequest, namespace: string): PromptInfo {
-  const text = endpoint === "chat" ? renderChat((req as ChatCompletionRequest).messages) : renderCompletionPrompt((req as CompletionRequest).prompt);
+function promptInfo(text: string, maxTokens: number | undefined, namespace: string): PromptInfo {
   return {
     blocks: prefixBlockHashes(text, namespaceSeed(namespace)),
     tokens: estimateTokens(text),
-    maxTokens: requestedMaxTokens(req) ?? DEFAULT_MAX_TOKENS_ESTIMATE,
+    maxTokens: maxTokens ?? DEFAULT_MAX_TOKENS_ESTIMATE,
   };
 }
 
@@ -94,13 +108,53 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
   }
   const header = c.req.header(HeaderNames.routingStrategy);
   const strategies = header !== undefined ? requireStrategySpec(header, HeaderNames.routingStrategy) : requireStrategySpec(model.defaultStrategy, "model.default_strategy");
-  const { body, stripUsageChunk } = upstreamBody(req, raw);
+  const { text, messages } = promptText(endpoint, req);
+  const cap = completionCap(tenant.limits, tenant.defaultMaxTokens, requestedMaxTokens(req));
+  const maxTokens = requestedMaxTokens(req) ?? cap;
+  const { body, stripUsageChunk } = upstreamBody(req, raw, cap);
   const namespace = cacheNamespace(model, tenant.tenantId);
-  const prompt = promptInfo(endpoint, req, namespace);
-  const sessionKey = sessionKeyOf(c, req);
+  const prompt = promptInfo(text, maxTokens, namespace);
+  // Limits are checked (and the request's tokens reserved) before it may wait for a node.
+  const reservation = await openReservation(env, {
+    tenantId: tenant.tenantId,
+    requestId,
+    model: model.name,
+    limits: tenant.limits,
+    promptTokens: promptTokenBound(text, messages),
+    completionTokens: maxTokens ?? DEFAULT_COMPLETION_RESERVATION,
+  });
+  try {
+    return await dispatch(c, { endpoint, req, model, strategies, body, stripUsageChunk, namespace, prompt, reservation });
+  } catch (err) {
+    // Refused before any node did work: the reservation goes back, nothing is charged.
+    c.executionCtx.waitUntil(reservation.release());
+    throw err;
+  }
+}
+
+interface Dispatch {
+  endpoint: Endpoint;
+  req: GenerationRequest;
+  model: ModelConfig;
+  strategies: WeightedStrategy[];
+  body: Uint8Array;
+  stripUsageChunk: boolean;
+  namespace: string;
+  prompt: PromptInfo;
+  reservation: Reservation;
+}
+
+/** Routes, signs and sends the request, retrying on another node while nothing has come back. */
+async function dispatch(c: Context<AppEnv>, d: Dispatch): Promise<Response> {
+  const { env } = c;
+  const requestId = c.get("requestId");
+  const tenant = c.get("tenant");
+  const { model, body, namespace, prompt } = d;
+  const db = openDb(env.DB);
+  const sessionKey = sessionKeyOf(c, d.req);
   const regions = regionOrder(await listRegions(db), callerLocation((c.req.raw as { cf?: unknown }).cf), env.DEFAULT_REGION);
   const pool = env.POOL.getByName(model.pool);
-  const path = ENDPOINT_PATHS[endpoint];
+  const path = ENDPOINT_PATHS[d.endpoint];
   const tried: string[] = [];
   const startedAt = Date.now();
 
@@ -114,7 +168,7 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
         requestId,
         tenantId: tenant.tenantId,
         model: model.name,
-        strategies,
+        strategies: d.strategies,
         exclude: tried,
         prompt,
         ...(sessionKey !== undefined ? { sessionKey } : {}),
@@ -126,6 +180,7 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
           ...(model.admission.nodeLimit !== null ? { nodeLimit: model.admission.nodeLimit } : {}),
           inputWeight: model.admission.inputWeight,
           outputWeight: model.admission.outputWeight,
+          headroom: model.admission.headroom,
         },
       });
     } catch (err) {
@@ -173,17 +228,37 @@ export async function proxyGeneration(c: Context<AppEnv>, endpoint: Endpoint): P
       log(upstream.status === 401 ? "error" : "warn", "node_refused", { requestId, node: decision.nodeId, status: upstream.status, attempt });
       continue;
     }
-    return respond(c, upstream, decision, { stripUsageChunk, sse: req.stream === true && upstream.ok, startedAt, pool, poolName: model.pool });
+    return respond(c, upstream, decision, {
+      stripUsageChunk: d.stripUsageChunk,
+      sse: d.req.stream === true && upstream.ok,
+      startedAt,
+      pool,
+      poolName: model.pool,
+      model: model.name,
+      promptTokensEstimate: prompt.tokens,
+      reservation: d.reservation,
+    });
   }
   throw new ApiError(503, `No node could serve '${model.name}' after ${MAX_ATTEMPTS} attempts.`, { code: "no_healthy_node", headers: { "retry-after": "1" } });
 }
 
-function respond(
-  c: Context<AppEnv>,
-  upstream: Response,
-  decision: Extract<RouteResult, { ok: true }>,
-  opts: { stripUsageChunk: boolean; sse: boolean; startedAt: number; pool: { release(input: ReleaseInput): Promise<unknown> } & ProgressSink; poolName: string },
-): Response {
+interface RespondOptions {
+  stripUsageChunk: boolean;
+  sse: boolean;
+  startedAt: number;
+  pool: { release(input: ReleaseInput): Promise<unknown> } & ProgressSink;
+  poolName: string;
+  model: string;
+  /** The edge's prompt estimate, used when the engine's usage never arrives. */
+  promptTokensEstimate: number;
+  reservation: Reservation;
+}
+
+/**
+ * Passes the node's response on, metered. The request's usage is in the tenant ledger before the
+ * client sees the end of the body: the meter holds back the close until the record is written.
+ */
+async function respond(c: Context<AppEnv>, upstream: Response, decision: Extract<RouteResult, { ok: true }>, opts: RespondOptions): Promise<Response> {
   const requestId = c.get("requestId");
   const tenantId = c.get("tenant").tenantId;
   const headers = new Headers({
@@ -193,15 +268,50 @@ function respond(
     [HeaderNames.region]: decision.region,
     [HeaderNames.strategy]: decision.strategy,
     [HeaderNames.prefixBlocks]: `${decision.prefixBlocks.matched}/${decision.prefixBlocks.total}`,
+    ...opts.reservation.headers,
   });
   if (opts.sse) headers.set("cache-control", "no-cache");
-  const release = (input: ReleaseInput) => {
+  const finish = (m: MeterResult | undefined, status: number): Promise<void> => {
+    const outcome = !upstream.ok ? "failed" : (m?.outcome ?? "completed");
+    const usage = m?.usage
+      ? { ...m.usage, estimated: false }
+      : m !== undefined && m.contentChunks > 0
+        ? { promptTokens: opts.promptTokensEstimate, completionTokens: m.contentChunks, cachedTokens: 0, estimated: true }
+        : undefined;
+    const ttftMs = m?.firstTokenAt !== undefined ? m.firstTokenAt - opts.startedAt : undefined;
     c.executionCtx.waitUntil(
-      opts.pool.release(input).catch((err: unknown) => log("error", "release_failed", { requestId, error: String(err) })),
+      opts.pool
+        .release({ requestId, outcome, ...(usage ? { usage } : {}), ...(ttftMs !== undefined ? { ttftMs } : {}) })
+        .catch((err: unknown) => log("error", "release_failed", { requestId, error: String(err) })),
     );
+    log("info", "request_done", {
+      requestId,
+      tenant: tenantId,
+      node: decision.nodeId,
+      status,
+      outcome,
+      ttftMs,
+      totalMs: Date.now() - opts.startedAt,
+      promptTokens: usage?.promptTokens,
+      completionTokens: usage?.completionTokens,
+      estimated: usage?.estimated,
+    });
+    const recorded = opts.reservation
+      .record({
+        promptTokens: usage?.promptTokens ?? 0,
+        completionTokens: usage?.completionTokens ?? 0,
+        cachedTokens: usage?.cachedTokens ?? 0,
+        estimated: usage?.estimated ?? false,
+        outcome: outcome === "completed" ? "completed" : outcome === "cancelled" ? "cancelled" : "failed",
+        at: Date.now(),
+      })
+      .catch(() => undefined); // logged by the client; the ledger's reservation expiry is the net
+    // Kept alive past a client that went away.
+    c.executionCtx.waitUntil(recorded);
+    return recorded;
   };
   if (!upstream.body) {
-    release({ requestId, outcome: upstream.ok ? "completed" : "failed" });
+    await finish(undefined, upstream.status);
     return new Response(null, { status: upstream.status, headers });
   }
   const body = meterBody(upstream.body, {
@@ -211,28 +321,8 @@ function respond(
     onProgress: (tokens) => {
       if (tokens % 32 === 0) reportProgress(c.executionCtx, opts.poolName, opts.pool, requestId, tokens);
     },
-    onEnd: (m) => {
-      const outcome = upstream.ok ? m.outcome : "failed";
-      const usage = m.usage
-        ? { ...m.usage, estimated: false }
-        : m.contentChunks > 0
-          ? { promptTokens: 0, completionTokens: m.contentChunks, cachedTokens: 0, estimated: true }
-          : undefined;
-      const ttftMs = m.firstTokenAt !== undefined ? m.firstTokenAt - opts.startedAt : undefined;
-      release({ requestId, outcome, ...(usage ? { usage } : {}), ...(ttftMs !== undefined ? { ttftMs } : {}) });
-      log("info", "request_done", {
-        requestId,
-        tenant: tenantId,
-        node: decision.nodeId,
-        status: upstream.status,
-        outcome,
-        ttftMs,
-        totalMs: Date.now() - opts.startedAt,
-        promptTokens: usage?.promptTokens,
-        completionTokens: usage?.completionTokens,
-        estimated: usage?.estimated,
-      });
-    },
+    onEnd: (m) => finish(m, upstream.status),
+    clientSignal: c.req.raw.signal,
   });
   return new Response(body, { status: upstream.status, headers });
 }

@@ -22,12 +22,20 @@ export interface MeterOptions {
   sse: boolean;
   /** Drop the trailing `choices: []` usage chunk (the client did not ask for it). */
   stripUsageChunk: boolean;
-  /** Called exactly once when the body ends for any reason. */
-  onEnd: (result: MeterResult) => void;
+  /**
+   * Called exactly once when the body ends for any reason. When the upstream ends or breaks, the
+   * client's body is closed only after the returned promise settles (usage is recorded first).
+   */
+  onEnd: (result: MeterResult) => void | Promise<void>;
   /** Largest JSON body kept for reading usage from non-streamed responses. */
   maxJsonBytes?: number;
   /** Called as content chunks stream, with the running count (≈ output tokens). */
   onProgress?: (contentChunks: number) => void;
+  /**
+   * The client's request signal: workerd fires it when the client goes away, which is more
+   * reliable than the body's cancel (a body nobody reads any more is not always cancelled).
+   */
+  clientSignal?: AbortSignal;
 }
 
 const encoder = new TextEncoder();
@@ -41,9 +49,10 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
   let jsonBytes = 0;
   const maxJson = opts.maxJsonBytes ?? 4 * 1024 * 1024;
   let sawError = false;
+  let sawDone = false;
   let ended = false;
 
-  const end = (outcome: ReleaseOutcome) => {
+  const end = async (outcome: ReleaseOutcome): Promise<void> => {
     if (ended) return;
     ended = true;
     result.outcome = outcome;
@@ -56,12 +65,13 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
         // Not JSON (an upstream error page): no usage to read.
       }
     }
-    opts.onEnd(result);
+    await opts.onEnd(result);
   };
 
   /** Looks at one SSE event; returns false when it must not be forwarded. */
   const inspect = (block: string): boolean => {
     const { data } = parseSseEvent(block);
+    if (data === "[DONE]") sawDone = true;
     if (data === undefined || data === "[DONE]") return true;
     let chunk: Record<string, unknown>;
     try {
@@ -85,6 +95,15 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
     return !(opts.stripUsageChunk && usage && choices.length === 0);
   };
 
+  opts.clientSignal?.addEventListener(
+    "abort",
+    () => {
+      void end("cancelled");
+      reader.cancel(opts.clientSignal?.reason).catch(() => {});
+    },
+    { once: true },
+  );
+
   return new ReadableStream<Uint8Array>({
     // pull must enqueue or finish before returning, or the stream never asks again: loop until an
     // event completes.
@@ -96,21 +115,20 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
       } catch (err) {
         // The agent went away mid-body. Streams get a final error event the OpenAI SDK raises as an
         // APIError; a JSON body can only be cut off.
+        await end("failed");
         if (opts.sse) {
           const message = `The node serving this request failed mid-stream: ${err instanceof Error ? err.message : String(err)}`;
           controller.enqueue(encoder.encode(sseData({ error: { message, type: "server_error", param: null, code: "upstream_stream_broken" } })));
           controller.close();
         } else controller.error(err);
-        end("failed");
         return;
       }
       if (chunk.done) {
-        if (opts.sse) {
-          const tail = framer.rest() + decoder.decode();
-          if (tail.length > 0 && inspect(tail)) controller.enqueue(encoder.encode(tail));
-        }
+        const tail = opts.sse ? framer.rest() + decoder.decode() : "";
+        const forwardTail = tail.length > 0 && inspect(tail);
+        await end(sawError ? "failed" : "completed");
+        if (forwardTail) controller.enqueue(encoder.encode(tail));
         controller.close();
-        end(sawError ? "failed" : "completed");
         return;
       }
       result.bytes += chunk.value.byteLength;
@@ -123,6 +141,8 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
         return;
       }
       const forward = framer.push(decoder.decode(chunk.value, { stream: true })).filter(inspect);
+      // `[DONE]` is the end as clients see it: the record is written before it goes out.
+      if (sawDone) await end(sawError ? "failed" : "completed");
       if (forward.length > 0) {
         controller.enqueue(encoder.encode(forward.join("")));
         return;
@@ -130,7 +150,8 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
       }
     },
     async cancel(reason) {
-      end("cancelled");
+      // The client is gone: nobody waits for the record (the caller keeps it alive with waitUntil).
+      void end("cancelled");
       await reader.cancel(reason).catch(() => {});
     },
   });

@@ -40,13 +40,20 @@ export async function authenticateKey(db: Db, plaintext: string, now = Date.now(
         tenantName: tenants.name,
         expiresAt: apiKeys.expiresAt,
         weight: tenants.weight,
+        rpm: tenants.rpmLimit,
+        tpm: tenants.tpmLimit,
+        tokenBudget: tenants.tokenBudget,
+        budgetPeriod: tenants.budgetPeriod,
+        defaultMaxTokens: tenants.defaultMaxTokens,
       })
       .from(apiKeys)
       .innerJoin(tenants, eq(apiKeys.tenantId, tenants.id))
       .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt), isNull(tenants.disabledAt)))
       .limit(1);
     const row = rows[0];
-    return row ? { ...row, expiresAt: row.expiresAt ?? null } : "invalid";
+    if (!row) return "invalid";
+    const { rpm, tpm, tokenBudget, budgetPeriod, ...rest } = row;
+    return { ...rest, expiresAt: row.expiresAt ?? null, limits: { rpm, tpm, tokenBudget, budgetPeriod } };
   });
   if (entry === "invalid") return { ok: false, reason: "unknown" };
   // Expiry is checked on every request, cached or not.

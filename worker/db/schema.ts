@@ -15,6 +15,16 @@ export const tenants = sqliteTable(
     disabledAt: integer("disabled_at"),
     /** Fair-share weight: a tenant of weight 2 gets twice the service of weight 1 under contention. */
     weight: real("weight").notNull().default(1),
+    /** Requests per minute (sliding 60 s); null: unlimited. */
+    rpmLimit: integer("rpm_limit"),
+    /** Tokens (prompt + completion) per minute (sliding 60 s); null: unlimited. */
+    tpmLimit: integer("tpm_limit"),
+    /** Tokens per budget period; null: unlimited. */
+    tokenBudget: integer("token_budget"),
+    /** Calendar period of the token budget, in UTC. */
+    budgetPeriod: text("budget_period", { enum: ["day", "month"] }).notNull().default("month"),
+    /** Completion tokens reserved for a request that sets no max_tokens; null: the edge default. */
+    defaultMaxTokens: integer("default_max_tokens"),
   },
   (t) => [uniqueIndex("tenants_name_unique").on(t.name)],
 );
@@ -64,6 +74,8 @@ export const models = sqliteTable("models", {
   /** VTC's charge per input token (w_p) and per output token (w_q). */
   vtcInputWeight: real("vtc_input_weight").notNull().default(1),
   vtcOutputWeight: real("vtc_output_weight").notNull().default(2),
+  /** How far over its limit a node may go for tenants below their fair share (fraction of the limit; 0: off). */
+  vtcHeadroom: real("vtc_headroom").notNull().default(0.1),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -127,3 +139,34 @@ export const regions = sqliteTable("regions", {
 });
 
 export type RegionRow = typeof regions.$inferSelect;
+
+/**
+ * Usage per tenant, model and hour (UTC), aggregated from tenant ledgers. Every request is counted
+ * exactly once: ledgers flush in numbered batches and `usage_flushes` refuses a batch twice.
+ */
+export const usageHourly = sqliteTable(
+  "usage_hourly",
+  {
+    tenantId: text("tenant_id").notNull(),
+    model: text("model").notNull(),
+    /** Start of the hour, epoch ms. */
+    hour: integer("hour").notNull(),
+    requests: integer("requests").notNull(),
+    promptTokens: integer("prompt_tokens").notNull(),
+    completionTokens: integer("completion_tokens").notNull(),
+    cachedTokens: integer("cached_tokens").notNull(),
+    /** Requests whose counts were estimated (the stream broke before the engine's usage arrived). */
+    estimatedRequests: integer("estimated_requests").notNull(),
+    /** Requests that ended in an error or were cut off. */
+    failedRequests: integer("failed_requests").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.model, t.hour] })],
+);
+
+/** Ledger flush batches already applied to usage_hourly (the idempotency key of a flush). */
+export const usageFlushes = sqliteTable("usage_flushes", {
+  batchId: text("batch_id").primaryKey(),
+  tenantId: text("tenant_id").notNull(),
+  events: integer("events").notNull(),
+  flushedAt: integer("flushed_at").notNull(),
+});

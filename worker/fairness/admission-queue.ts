@@ -58,13 +58,29 @@ export class AdmissionQueue<T> {
     return w;
   }
 
-  /** The request the policy would admit next (not removed). */
-  peek(policy: AdmissionPolicy): Waiting<T> | undefined {
+  /**
+   * A request of `tenant` arrives and may be admitted without queueing: when its tenant has nothing
+   * waiting, VTC lifts its counter as for any arrival from idle. Returns whether the tenant is
+   * backlogged (has requests waiting).
+   */
+  arrive(tenant: string): boolean {
+    if (this.byTenant.has(tenant)) return true;
+    this.counters.lift(tenant, this.byTenant.keys(), this.lastLeft);
+    return false;
+  }
+
+  /** Weights of the tenants with requests waiting (for fair shares). */
+  *waitingTenants(): IterableIterator<[string, T]> {
+    for (const [tenant, q] of this.byTenant) if (q[0]) yield [tenant, q[0].item];
+  }
+
+  /** The request the policy would admit next (not removed), among tenants `eligible` accepts. */
+  peek(policy: AdmissionPolicy, eligible?: (tenant: string, head: Waiting<T>) => boolean): Waiting<T> | undefined {
     let best: Waiting<T> | undefined;
     let bestCounter = Number.POSITIVE_INFINITY;
     for (const [tenant, q] of this.byTenant) {
       const head = q[0];
-      if (!head) continue;
+      if (!head || (eligible && !eligible(tenant, head))) continue;
       if (policy === "fcfs") {
         if (!best || head.seq < best.seq) best = head;
         continue;

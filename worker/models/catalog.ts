@@ -15,7 +15,7 @@ export interface ModelConfig {
   /** Whose prompt prefixes requests may match: each tenant its own, or one shared namespace. */
   prefixSharing: "tenant" | "shared";
   /** Edge admission: how requests wait when no node has room. */
-  admission: { policy: "vtc" | "fcfs" | "off"; maxWaitMs: number; nodeLimit: number | null; inputWeight: number; outputWeight: number };
+  admission: { policy: "vtc" | "fcfs" | "off"; maxWaitMs: number; nodeLimit: number | null; inputWeight: number; outputWeight: number; headroom: number };
   /** Tenants allowed when allowAllTenants is false. */
   tenants: ReadonlySet<string>;
   createdAt: number;
@@ -24,7 +24,7 @@ export interface ModelConfig {
 const cache = new TtlCache<ModelConfig | null>(5_000, 10_000);
 
 function admissionOf(row: ModelRow): ModelConfig["admission"] {
-  return { policy: row.admissionPolicy, maxWaitMs: row.maxQueueWaitMs, nodeLimit: row.nodeLimit, inputWeight: row.vtcInputWeight, outputWeight: row.vtcOutputWeight };
+  return { policy: row.admissionPolicy, maxWaitMs: row.maxQueueWaitMs, nodeLimit: row.nodeLimit, inputWeight: row.vtcInputWeight, outputWeight: row.vtcOutputWeight, headroom: row.vtcHeadroom };
 }
 let listCache: { at: number; value: ModelConfig[] } | undefined;
 

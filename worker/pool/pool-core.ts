@@ -5,7 +5,7 @@
  * discrete-event mode runs it on a virtual clock with no storage, so studies exercise exactly the
  * code production runs.
  */
-import { AdmissionQueue } from "../fairness/admission-queue";
+import { AdmissionQueue, type Waiting } from "../fairness/admission-queue";
 import { DEFAULT_VTC_WEIGHTS, VirtualTokenCounters } from "../fairness/vtc";
 import { decide } from "../routing/decide";
 import { NodeLoad } from "../routing/node-load";
@@ -13,9 +13,10 @@ import { PREBLE_WINDOW_MS } from "../routing/prefix-cache-preble";
 import { PREFILL_TOKENS_PER_MS } from "../routing/prefix-cache";
 import { PrefixIndex, type PrefixIndexOptions } from "../routing/prefix-index";
 import { buildStrategies } from "../routing/registry";
+import { TenantTokens } from "../routing/tenant-tokens";
 import { formatStrategySpec } from "../routing/spec";
 import type { NodeView, PoolRoutingState, RoutingContext, RoutingStrategy } from "../routing/strategy";
-import type { AdmissionSettings, NodeStatus, PoolHeartbeat, PoolNodeSnapshot, PoolSnapshot, ReleaseInput, RouteInput, RouteResult } from "./types";
+import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type NodeStatus, type PoolHeartbeat, type PoolNodeSnapshot, type PoolSnapshot, type ReleaseInput, type RouteInput, type RouteResult } from "./types";
 
 export interface NodeEntry {
   nodeId: string;
@@ -75,6 +76,11 @@ interface Pending {
 /** Completion tokens assumed for a tenant before any of its requests finished. */
 const DEFAULT_PREDICTED_OUTPUT = 256;
 
+/** Requests a node may run over its limit for tenants below their share (0 turns it off). */
+export function headroomSlots(limit: number, fraction: number): number {
+  return fraction > 0 ? Math.max(1, Math.ceil(limit * fraction)) : 0;
+}
+
 export interface PoolCoreOptions {
   /** A node silent for longer is `lost`. */
   staleAfterMs: number;
@@ -102,6 +108,9 @@ export class PoolCore {
   private readonly nodes = new Map<string, NodeEntry>();
   private readonly leases = new Map<string, Lease>();
   private readonly inflightByNode = new Map<string, number>();
+  /** Requests in flight per tenant, and the weight each was admitted with (fair shares of slots). */
+  private readonly inflightByTenant = new Map<string, number>();
+  private readonly tenantWeights = new Map<string, number>();
   private readonly backlog = new Map<string, Backlog>();
   /** Uncached prompt tokens routed to each node since its last heartbeat (not yet in its KV report). */
   private readonly routedSinceBeat = new Map<string, number>();
@@ -131,6 +140,7 @@ export class PoolCore {
       prefixIndex: new PrefixIndex(opts.prefixIndex),
       recentLoad: new NodeLoad(60_000),
       windowLoad: new NodeLoad(PREBLE_WINDOW_MS),
+      tenantTokens: new TenantTokens(),
     };
     this.strategies = buildStrategies(this.routing);
   }
@@ -148,6 +158,8 @@ export class PoolCore {
   private addLease(requestId: string, lease: Lease): void {
     this.leases.set(requestId, lease);
     this.inflightByNode.set(lease.nodeId, (this.inflightByNode.get(lease.nodeId) ?? 0) + 1);
+    this.inflightByTenant.set(lease.tenantId, (this.inflightByTenant.get(lease.tenantId) ?? 0) + 1);
+    this.tenantWeights.set(lease.tenantId, lease.tenantWeight);
   }
 
   private dropLease(requestId: string): Lease | undefined {
@@ -157,6 +169,11 @@ export class PoolCore {
     const left = (this.inflightByNode.get(lease.nodeId) ?? 1) - 1;
     if (left <= 0) this.inflightByNode.delete(lease.nodeId);
     else this.inflightByNode.set(lease.nodeId, left);
+    const mine = (this.inflightByTenant.get(lease.tenantId) ?? 1) - 1;
+    if (mine <= 0) {
+      this.inflightByTenant.delete(lease.tenantId);
+      this.tenantWeights.delete(lease.tenantId);
+    } else this.inflightByTenant.set(lease.tenantId, mine);
     this.store.deleteLease(requestId);
     return lease;
   }
@@ -286,8 +303,10 @@ export class PoolCore {
    * queueing (a heartbeat reporting waiting requests counts until this pool has since released
    * below what the engine was running).
    */
-  private hasRoom(n: NodeView, admission: AdmissionSettings | undefined): boolean {
+  private hasRoom(n: NodeView, admission: AdmissionSettings | undefined, headroom = false): boolean {
     const limit = admission?.nodeLimit ?? n.maxConcurrency;
+    // Within the headroom a short engine queue is accepted: that is what going over the limit means.
+    if (headroom) return n.inflight < limit + headroomSlots(limit, admission?.headroom ?? DEFAULT_VTC_HEADROOM);
     return n.inflight < limit && (n.waiting === 0 || n.inflight < n.running);
   }
 
@@ -296,7 +315,7 @@ export class PoolCore {
    * Empty when no node anywhere has room (the request waits) — unless admission is off, when the
    * nearest region's healthy nodes are used regardless.
    */
-  private candidates(input: RouteInput, healthy: NodeView[]): NodeView[] {
+  private candidates(input: RouteInput, healthy: NodeView[], headroom = false): NodeView[] {
     const order = input.regions ?? [];
     const rank = new Map(order.map((r, i) => [r, i]));
     const regionRank = (r: string) => rank.get(r) ?? order.length;
@@ -309,7 +328,7 @@ export class PoolCore {
     const regions = [...byRegion.keys()].sort((a, b) => regionRank(a) - regionRank(b) || (a < b ? -1 : 1));
     const off = !input.admission || input.admission.policy === "off";
     for (const r of regions) {
-      const roomy = (byRegion.get(r) as NodeView[]).filter((n) => this.hasRoom(n, input.admission));
+      const roomy = (byRegion.get(r) as NodeView[]).filter((n) => this.hasRoom(n, input.admission, headroom));
       if (roomy.length > 0) return off ? (byRegion.get(r) as NodeView[]) : roomy;
     }
     if (!off) return [];
@@ -337,8 +356,43 @@ export class PoolCore {
         return;
       }
     }
+    // A tenant below its fair share of slots, with nothing waiting, goes over the limit by at most
+    // the headroom rather than queue behind the tenants that fill the pool.
+    if (policy === "vtc" && !this.queue.arrive(input.tenantId) && this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, healthy)) {
+      const candidates = this.candidates(input, healthy, true);
+      if (candidates.length > 0) {
+        done(this.commit(input, candidates, now));
+        return;
+      }
+    }
     this.queue.enqueue(input.requestId, input.tenantId, now, input.admission?.maxWaitMs ?? 0, { input, done }, policy === "fcfs" ? "fcfs" : "vtc");
     this.dispatch();
+  }
+
+  /**
+   * Whether one more request keeps `tenant` within its max-min fair share of the pool's slots:
+   * water-filling over the tenants with requests in flight or waiting (other waiting tenants want
+   * unlimited slots), by weight. Tenants that use less than their share leave the rest to the
+   * others, so the level rises above slots / tenants when light tenants are light.
+   */
+  private belowFairShare(tenant: string, weight: number, input: RouteInput, healthy: NodeView[]): boolean {
+    let slots = 0;
+    for (const n of healthy) slots += input.admission?.nodeLimit ?? n.maxConcurrency;
+    const demand = new Map<string, { want: number; weight: number }>();
+    for (const [t, count] of this.inflightByTenant) demand.set(t, { want: count, weight: this.tenantWeights.get(t) ?? 1 });
+    for (const [t, waiting] of this.queue.waitingTenants()) demand.set(t, { want: Number.POSITIVE_INFINITY, weight: waiting.input.tenantWeight ?? 1 });
+    demand.set(tenant, { want: (this.inflightByTenant.get(tenant) ?? 0) + 1, weight });
+    const order = [...demand.entries()].sort(([, a], [, b]) => a.want / a.weight - b.want / b.weight);
+    let left = slots;
+    let weights = 0;
+    for (const [, d] of order) weights += d.weight;
+    for (const [t, d] of order) {
+      if (d.want / d.weight > left / weights) return false; // this one and everyone after are above the level
+      if (t === tenant) return true;
+      left -= d.want;
+      weights -= d.weight;
+    }
+    return false;
   }
 
   /** Routes at once, never waiting (the decision the pool would make if room were unlimited). */
@@ -352,20 +406,32 @@ export class PoolCore {
   dispatch(): void {
     const now = this.now();
     for (;;) {
-      const head = this.queue.peek(this.policyOf(this.queue));
-      if (!head) return;
-      const { input, done } = head.item;
-      const { healthy, known } = this.healthy(input, now);
-      if (healthy.length === 0) {
-        this.queue.remove(head.id);
-        done({ ok: false, reason: known === 0 ? "no_nodes" : "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) });
-        continue;
-      }
-      const candidates = this.candidates(input, healthy);
-      if (candidates.length === 0) return;
-      this.queue.remove(head.id);
-      done(this.commit(input, candidates, now));
+      const policy = this.policyOf(this.queue);
+      // Under VTC, a waiting tenant still below its fair share of slots goes first, into the headroom.
+      const under =
+        policy === "vtc"
+          ? this.queue.peek("vtc", (tenant, w) => this.belowFairShare(tenant, w.item.input.tenantWeight ?? 1, w.item.input, this.healthy(w.item.input, now).healthy))
+          : undefined;
+      if (under && this.admitWaiting(under, now, true)) continue;
+      const head = this.queue.peek(policy);
+      if (!head || !this.admitWaiting(head, now, false)) return;
     }
+  }
+
+  /** Admits one waiting request if a node has room (or refuses it when no node is healthy). */
+  private admitWaiting(w: Waiting<Pending>, now: number, headroom: boolean): boolean {
+    const { input, done } = w.item;
+    const { healthy, known } = this.healthy(input, now);
+    if (healthy.length === 0) {
+      this.queue.remove(w.id);
+      done({ ok: false, reason: known === 0 ? "no_nodes" : "no_healthy_nodes", retryAfterSeconds: Math.ceil(this.staleAfterMs / 1000) });
+      return true;
+    }
+    const candidates = this.candidates(input, healthy, headroom);
+    if (candidates.length === 0) return false;
+    this.queue.remove(w.id);
+    done(this.commit(input, candidates, now));
+    return true;
   }
 
   private policyOf(queue: AdmissionQueue<Pending>): "vtc" | "fcfs" {
@@ -426,6 +492,7 @@ export class PoolCore {
     const est = { promptTokens, cachedTokens, completionTokens: prompt?.maxTokens ?? 0 };
     this.routing.recentLoad.add(node.id, input.requestId, now, est);
     this.routing.windowLoad.add(node.id, input.requestId, now, est);
+    this.routing.tenantTokens.routed(input.requestId, input.tenantId, promptTokens, now);
     // VTC: charge the prompt now; output is charged as progress reports it, and release settles the
     // real counts (a predicted completion can be charged up front, but a later refund would leave
     // tenants lifted to the inflated counter behind).
@@ -500,6 +567,7 @@ export class PoolCore {
       const real = { promptTokens: input.usage.promptTokens, cachedTokens: input.usage.cachedTokens, completionTokens: input.usage.completionTokens };
       this.routing.recentLoad.settle(input.requestId, real);
       this.routing.windowLoad.settle(input.requestId, real);
+      this.routing.tenantTokens.settled(input.requestId, real, this.now());
       if (lease) {
         // VTC: replace the admission estimate by the real service.
         this.vtc.charge(lease.tenantId, this.vtc.cost(real.promptTokens, real.completionTokens, lease.tenantWeight) - lease.charged);
@@ -516,6 +584,7 @@ export class PoolCore {
   /** An attempt on `nodeId` failed before any byte came back: release it and cool the node down. */
   reportFailure(requestId: string, nodeId: string): void {
     this.refund(requestId);
+    this.routing.tenantTokens.dropped(requestId, this.now());
     this.dropLease(requestId);
     this.store.putCounters(this.vtc.takeDirty());
     const now = this.now();

@@ -35,6 +35,8 @@ export interface RouteInput {
   tenantWeight?: number;
 }
 
+export const DEFAULT_VTC_HEADROOM = 0.1;
+
 export interface AdmissionSettings {
   /** `vtc`: fair between tenants; `fcfs`: first come, first served; `off`: route at once, never wait. */
   policy: "vtc" | "fcfs" | "off";
@@ -42,6 +44,15 @@ export interface AdmissionSettings {
   maxWaitMs: number;
   /** Requests in flight per node before new ones wait (default: the node's reported concurrency). */
   nodeLimit?: number;
+  /**
+   * VTC only: how far over its limit a node may go (a fraction of the limit, at least one request)
+   * for a request whose tenant has nothing waiting and fewer requests in flight than its fair share
+   * of the pool's slots. Such a tenant is below its share: it gets a slot at once instead of
+   * waiting out a slot turnover behind a flood. Backlogged tenants are still admitted only below
+   * the limit and in counter order, so VTC's bound between them holds. Default
+   * {@link DEFAULT_VTC_HEADROOM}.
+   */
+  headroom?: number;
   /** VTC charges per input and output token (w_p, w_q). */
   inputWeight?: number;
   outputWeight?: number;

@@ -11,6 +11,7 @@ import { randomStrategy } from "./random";
 import { sessionAffinityStrategy } from "./session-affinity";
 import type { PoolRoutingState, RoutingStrategy } from "./strategy";
 import { throughputStrategy } from "./throughput";
+import { vtcBasicStrategy } from "./vtc-basic";
 
 export const strategyFactories = {
   random: randomStrategy,
@@ -21,6 +22,7 @@ export const strategyFactories = {
   "session-affinity": sessionAffinityStrategy,
   "prefix-cache": prefixCacheStrategy,
   "prefix-cache-preble": prebleStrategy,
+  "vtc-basic": vtcBasicStrategy,
 } satisfies Record<string, (state: PoolRoutingState) => RoutingStrategy>;
 
 export type StrategyName = keyof typeof strategyFactories;

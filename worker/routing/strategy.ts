@@ -6,6 +6,7 @@
  */
 import type { NodeLoad } from "./node-load";
 import type { PrefixIndex } from "./prefix-index";
+import type { TenantTokens } from "./tenant-tokens";
 
 /** A node as routing sees it at decision time. */
 export interface NodeView {
@@ -59,6 +60,8 @@ export interface PoolRoutingState {
   recentLoad: NodeLoad;
   /** Work per node over Preble's history window. */
   windowLoad: NodeLoad;
+  /** Weighted tokens each tenant was served over the last minutes (vtc-basic). */
+  tenantTokens: TenantTokens;
 }
 
 /** `least`: lower raw score is better; `most`: higher is better. */

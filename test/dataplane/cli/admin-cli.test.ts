@@ -12,8 +12,26 @@ const admin = new FakeAdmin(TOKEN);
 let env: Record<string, string>;
 
 const created = "2026-01-02T03:04:05.678Z";
-const tenant = { id: "acme", name: "Acme Corp", created_at: created, disabled: false, disabled_at: null };
-const tenant2 = { id: "ten_x1y2z3a4b5c6", name: "Globex", created_at: created, disabled: true, disabled_at: "2026-02-01T00:00:00.000Z" };
+const noLimits = { weight: 1, rpm_limit: null, tpm_limit: null, token_budget: null, budget_period: "month", default_max_tokens: null };
+const tenant = { id: "acme", name: "Acme Corp", ...noLimits, created_at: created, disabled: false, disabled_at: null };
+const tenant2 = { id: "ten_x1y2z3a4b5c6", name: "Globex", ...noLimits, created_at: created, disabled: true, disabled_at: "2026-02-01T00:00:00.000Z" };
+const limited = { ...tenant, weight: 2, rpm_limit: 600, tpm_limit: 200_000, token_budget: 10_000_000, budget_period: "day" };
+const usage = {
+  object: "page",
+  tenant_id: "acme",
+  start_time: 1793491200,
+  end_time: 1794960000,
+  bucket_width: "1d",
+  data: [
+    {
+      object: "bucket",
+      start_time: 1793491200,
+      end_time: 1793577600,
+      results: [{ object: "usage.result", model: "llama-3.1-8b", num_model_requests: 1200, input_tokens: 3_400_000, output_tokens: 250_000, input_cached_tokens: 2_000_000, estimated_requests: 3, failed_requests: 5 }],
+    },
+  ],
+  totals: { object: "usage.result", model: null, num_model_requests: 1200, input_tokens: 3_400_000, output_tokens: 250_000, input_cached_tokens: 2_000_000, estimated_requests: 3, failed_requests: 5 },
+};
 const key = {
   id: "key_abcdefghijkl",
   tenant_id: "acme",
@@ -42,7 +60,21 @@ const beat = () => new Date(Date.now() - 3_000).toISOString();
 const live = () => [
   { model: "llama-3.1-8b", status: "healthy", engine: "openai", url: "http://10.0.0.5:8801", inflight: 3, running: 2, waiting: 1, max_concurrency: 256, kv_usage: 0.42, kv_capacity_tokens: 100_000, last_heartbeat_at: beat() },
 ];
-const model = { name: "meta-llama/Llama-3.1-8B", pool: "llama", default_strategy: "least-request", allow_all_tenants: false, prefix_sharing: "tenant", tenants: ["acme", "globex"], created_at: created };
+const model = {
+  name: "meta-llama/Llama-3.1-8B",
+  pool: "llama",
+  default_strategy: "least-request",
+  allow_all_tenants: false,
+  prefix_sharing: "tenant",
+  tenants: ["acme", "globex"],
+  admission_policy: "vtc",
+  max_queue_wait_ms: 30_000,
+  node_limit: null,
+  vtc_input_weight: 1,
+  vtc_output_weight: 2,
+  vtc_headroom: 0.1,
+  created_at: created,
+};
 const region = { id: "eu-west", latitude: 53.35, longitude: -6.26, created_at: created, updated_at: created };
 
 beforeAll(async () => {
@@ -54,6 +86,9 @@ beforeAll(async () => {
     .on("GET", "/admin/tenants/acme", 200, tenant)
     .on("POST", "/admin/tenants/acme/disable", 200, { ...tenant, disabled: true, disabled_at: "2026-03-01T00:00:00.000Z" })
     .on("POST", "/admin/tenants/acme/enable", 200, tenant)
+    .on("PATCH", "/admin/tenants/acme", 200, limited)
+    .on("GET", "/admin/tenants/acme/usage?bucket_width=1d&start_time=1793491200", 200, usage)
+    .on("PUT", "/admin/models/admission-model", 200, { ...model, name: "admission-model", admission_policy: "fcfs", max_queue_wait_ms: 0, node_limit: 32 })
     .on("POST", "/admin/tenants/acme/keys", 201, { ...key, key: plaintextKey })
     .on("GET", "/admin/tenants/acme/keys", 200, { object: "list", data: [key, { ...key, id: "key_zzzzzzzzzzzz", name: "old", status: "revoked", expires_at: null, revoked_at: created }] })
     .on("GET", `/admin/keys/${key.id}`, 200, key)
@@ -121,8 +156,8 @@ describe("switchyard tenants", () => {
     expect(post.contentType).toBe("application/json");
     expect(create?.stdout).toContain("Created tenant acme");
 
-    expect(headerLine(list?.stdout ?? "").split(/\s{2,}/)).toEqual(["ID", "NAME", "STATUS", "CREATED", "DISABLED AT"]);
-    expect(list?.stdout).toMatch(/acme\s+Acme Corp\s+active\s+2026-01-02T03:04:05Z\s+-/);
+    expect(headerLine(list?.stdout ?? "").split(/\s{2,}/)).toEqual(["ID", "NAME", "STATUS", "WEIGHT", "RPM", "TPM", "BUDGET", "CREATED"]);
+    expect(list?.stdout).toMatch(/acme\s+Acme Corp\s+active\s+1\s+-\s+-\s+-\s+2026-01-02T03:04:05Z/);
     expect(list?.stdout).toMatch(/ten_x1y2z3a4b5c6\s+Globex\s+disabled/);
     expect(JSON.parse(listJson?.stdout ?? "")).toEqual({ object: "list", data: [tenant, tenant2] });
 
@@ -133,6 +168,51 @@ describe("switchyard tenants", () => {
     expect(disable?.stdout).toContain("Tenant acme is disabled");
     only("POST", "/admin/tenants/acme/enable");
     expect(enable?.stdout).toContain("Tenant acme is enabled");
+  });
+});
+
+describe("switchyard tenants: weights, limits and usage", () => {
+  it("update sends only the given fields, 'none' lifts a limit, and usage prints a table", async () => {
+    const [update, lift, usageOut, usageJson, nothing, badLimit, badPeriod] = await runAll([
+      { args: ["tenants", "update", "acme", "--weight", "2", "--rpm", "600", "--tpm", "200_000", "--token-budget", "10000000", "--budget-period", "day"], env },
+      { args: ["tenants", "update", "acme", "--tpm", "none", "--default-max-tokens", "512"], env },
+      { args: ["tenants", "usage", "acme", "--from", "2026-11-01"], env },
+      { args: ["tenants", "usage", "acme", "--from", "2026-11-01", "--json"], env },
+      { args: ["tenants", "update", "acme"], env },
+      { args: ["tenants", "update", "acme", "--rpm", "-5"], env },
+      { args: ["tenants", "update", "acme", "--budget-period", "week"], env },
+    ]);
+    for (const r of [update, lift, usageOut, usageJson]) expect(r?.code, r?.stderr).toBe(0);
+    const patches = admin.find("PATCH", "/admin/tenants/acme").map((r) => r.body);
+    expect(patches).toEqual(
+      expect.arrayContaining([
+        { weight: 2, rpm_limit: 600, tpm_limit: 200_000, token_budget: 10_000_000, budget_period: "day" },
+        { tpm_limit: null, default_max_tokens: 512 },
+      ]),
+    );
+    expect(patches).toHaveLength(2);
+    expect(update?.stdout).toMatch(/^tokens per minute:\s+200,000 tokens$/m);
+    expect(update?.stdout).toMatch(/^token budget:\s+10,000,000 tokens per day \(UTC\)$/m);
+    expect(usageOut?.stdout).toMatch(/2026-11-01\s+llama-3.1-8b\s+1,200\s+3,400,000\s+2,000,000\s+250,000\s+5/);
+    expect(usageOut?.stdout).toMatch(/^estimated counts:\s+3$/m);
+    expect(JSON.parse(usageJson?.stdout ?? "")).toEqual(usage);
+    for (const r of [nothing, badLimit, badPeriod]) expect(r?.code).toBe(2);
+    expect(nothing?.stderr).toContain("give at least one of");
+    expect(badLimit?.stderr).toContain("--rpm");
+    expect(badPeriod?.stderr).toContain("--budget-period");
+  });
+
+  it("models configure sends the admission settings and shows them", async () => {
+    const [configure, bad] = await runAll([
+      { args: ["models", "configure", "admission-model", "--admission", "fcfs", "--max-queue-wait-ms", "0", "--node-limit", "32", "--vtc-output-weight", "3"], env },
+      { args: ["models", "configure", "admission-model", "--max-queue-wait-ms", "1.5"], env },
+    ]);
+    expect(configure?.code, configure?.stderr).toBe(0);
+    expect(admin.find("PUT", "/admin/models/admission-model").map((r) => r.body)).toEqual([{ admission_policy: "fcfs", max_queue_wait_ms: 0, node_limit: 32, vtc_output_weight: 3 }]);
+    expect(configure?.stdout).toMatch(/^admission:\s+first come, first served; a request waits at most 0 ms for room$/m);
+    expect(configure?.stdout).toMatch(/^node limit:\s+32 requests per node$/m);
+    expect(bad?.code).toBe(2);
+    expect(bad?.stderr).toContain("--max-queue-wait-ms");
   });
 });
 

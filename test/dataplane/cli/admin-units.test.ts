@@ -153,8 +153,8 @@ describe("help", () => {
       paths.push([group.name()]);
       for (const sub of group.commands) if (sub.name() !== "help") paths.push([group.name(), sub.name()]);
     }
-    // groups + tenants (5) + keys (4) + nodes (8) + models (6) + regions (3)
-    expect(paths.length).toBe(5 + 5 + 4 + 8 + 6 + 3);
+    // groups + tenants (7) + keys (4) + nodes (8) + models (6) + regions (3)
+    expect(paths.length).toBe(5 + 7 + 4 + 8 + 6 + 3);
     for (const path of paths) {
       const { root: fresh, out } = program();
       const err = await fresh.parseAsync(["node", "switchyard", ...path, "--help"]).catch((e: unknown) => e);
