@@ -36,6 +36,11 @@ export interface DevStackOptions {
   heartbeatIntervalMs?: number;
   /** Called with progress lines (npm start prints them). */
   onStatus?: (line: string) => void;
+  /**
+   * Serve a bundle of the worker made at start-up instead of watching worker/: edits to the source
+   * then do not restart the edge (and its Durable Objects) in the middle of a benchmark or a test.
+   */
+  frozenWorker?: boolean;
 }
 
 export interface RunningAgentProcess {
@@ -158,6 +163,26 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
   throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last instanceof Error ? last.message : String(last)})` : ""}`);
 }
 
+/**
+ * Bundles the worker once (`wrangler deploy --dry-run`) and writes a wrangler.toml beside the bundle
+ * that serves it as is (`no_bundle`), with every path made absolute. Returns the config's path.
+ */
+async function frozenWorkerConfig(stateDir: string, logsDir: string, env: Record<string, string>): Promise<string> {
+  const outDir = join(stateDir, "frozen-worker");
+  mkdirSync(outDir, { recursive: true });
+  await runToEnd(process.execPath, [WRANGLER, "deploy", "--dry-run", "--outdir", outDir], join(logsDir, "bundle.log"), env);
+  const source = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  const main = /^main\s*=\s*"[^"]*"/m;
+  const migrations = /^migrations_dir\s*=\s*"([^"]*)"/m;
+  if (!main.test(source) || !migrations.test(source)) throw new Error("wrangler.toml: expected `main` and `migrations_dir` lines to rewrite");
+  const config = source
+    .replace(main, `main = ${JSON.stringify(join(outDir, "index.js"))}\nno_bundle = true`)
+    .replace(migrations, (_m, dir: string) => `migrations_dir = ${JSON.stringify(resolve(ROOT, dir))}`);
+  const path = join(outDir, "wrangler.toml");
+  writeFileSync(path, config);
+  return path;
+}
+
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const status = opts.onStatus ?? (() => {});
   const stateDir = resolve(opts.stateDir);
@@ -182,13 +207,14 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     status("applying D1 migrations");
     await runToEnd(process.execPath, [WRANGLER, "d1", "migrations", "apply", "switchyard", "--local", "--persist-to", persist], join(logsDir, "migrations.log"), wranglerEnv);
 
+    const configArgs = opts.frozenWorker ? ["--config", await frozenWorkerConfig(stateDir, logsDir, wranglerEnv)] : [];
     status(`starting the edge worker on ${edgeUrl}`);
     const vars = { ...(opts.heartbeatIntervalMs ? { HEARTBEAT_INTERVAL_MS: String(opts.heartbeatIntervalMs) } : {}), ...(opts.vars ?? {}) };
     const inspectorPort = await freePort();
     const wrangler = run(
       process.execPath,
       [
-        WRANGLER, "dev", "--local", "--ip", "127.0.0.1", "--port", String(edgePort), "--inspector-port", String(inspectorPort),
+        WRANGLER, "dev", ...configArgs, "--local", "--ip", "127.0.0.1", "--port", String(edgePort), "--inspector-port", String(inspectorPort),
         "--persist-to", persist, "--env-file", envPath, "--show-interactive-dev-session=false",
         ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
       ],

@@ -93,6 +93,8 @@ export async function startBenchStack(spec: BenchStackSpec): Promise<BenchStack>
   if (!first) throw new Error("a bench stack needs at least one system");
   const t0 = Date.now();
   const stack = await startDevStack({
+    // Benchmarks must not see the edge restart because someone edited worker/ meanwhile.
+    frozenWorker: true,
     stateDir,
     model: first.model,
     heartbeatIntervalMs: spec.heartbeatIntervalMs ?? 1000,

@@ -17,6 +17,8 @@ const dir = tempDir("e2e");
 beforeAll(async () => {
   const engine = { kind: "llamacpp" as const, model: MODEL, sequences: 2, contextSize: 2048, threads: 1 };
   stack = await startDevStack({
+    // The bundle is made once: editing worker/ while the suite runs does not restart the edge.
+    frozenWorker: true,
     stateDir: dir.path,
     model: MODEL,
     heartbeatIntervalMs: HEARTBEAT_MS,
