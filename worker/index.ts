@@ -10,8 +10,10 @@ import { adminAuth } from "./admin/admin-auth";
 import { modelRoutes } from "./admin/models";
 import { nodeRoutes } from "./admin/nodes";
 import { regionRoutes } from "./admin/regions";
+import { statsRoutes } from "./admin/stats";
 import { tenantRoutes } from "./admin/tenants";
 import { openaiRoutes } from "./api/openai-routes";
+import { dashboardRoutes } from "./dashboard/routes";
 import type { AppEnv } from "./env";
 import { log } from "./lib/log";
 import { heartbeatRoutes } from "./nodes/heartbeat-route";
@@ -35,6 +37,9 @@ admin.route("/", tenantRoutes);
 admin.route("/", modelRoutes);
 admin.route("/", nodeRoutes);
 admin.route("/", regionRoutes);
+admin.route("/", statsRoutes);
+// The dashboard page holds no data and asks for the admin token itself, so it comes before the auth.
+app.route("/admin/dashboard", dashboardRoutes);
 app.route("/admin", admin);
 
 app.notFound((c) => new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, { code: "unknown_route" }).toResponse({ [HeaderNames.requestId]: c.get("requestId") ?? "" }));

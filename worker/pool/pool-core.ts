@@ -16,7 +16,7 @@ import { buildStrategies } from "../routing/registry";
 import { TenantTokens } from "../routing/tenant-tokens";
 import { formatStrategySpec } from "../routing/spec";
 import type { NodeView, PoolRoutingState, RoutingContext, RoutingStrategy } from "../routing/strategy";
-import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type NodeStatus, type PoolHeartbeat, type PoolNodeSnapshot, type PoolSnapshot, type ReleaseInput, type RouteInput, type RouteResult } from "./types";
+import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type NodeStatus, type PoolHeartbeat, type PoolNodeSnapshot, type PoolSnapshot, type PoolTenantCounters, type ReleaseInput, type RouteInput, type RouteResult } from "./types";
 
 export interface NodeEntry {
   nodeId: string;
@@ -127,6 +127,9 @@ export class PoolCore {
   private readonly leaseMs: number;
   private readonly failureCooldownMs: number;
   private readonly forgetAfterMs: number;
+  /** Operator statistics per tenant since `countersSince` (soft state, like the prefix index). */
+  private readonly tenantCounters = new Map<string, PoolTenantCounters>();
+  private readonly countersSince: number;
 
   constructor(opts: PoolCoreOptions) {
     this.staleAfterMs = opts.staleAfterMs;
@@ -136,6 +139,7 @@ export class PoolCore {
     this.leaseMs = opts.leaseMs ?? 30 * 60_000;
     this.failureCooldownMs = opts.failureCooldownMs ?? 5_000;
     this.forgetAfterMs = opts.forgetAfterMs ?? 10 * 60_000;
+    this.countersSince = this.now();
     this.routing = {
       prefixIndex: new PrefixIndex(opts.prefixIndex),
       recentLoad: new NodeLoad(60_000),
@@ -340,7 +344,12 @@ export class PoolCore {
    * Routes the request, or queues it until a node has room. `done` is called exactly once: with
    * the decision, or with a refusal (no healthy node, wait bound passed, cancelled).
    */
-  submit(input: RouteInput, done: (result: RouteResult) => void): void {
+  submit(input: RouteInput, notify: (result: RouteResult) => void): void {
+    // Every refusal, now or after waiting, passes here: counted once per request for operators.
+    const done = (result: RouteResult) => {
+      if (!result.ok) this.countRefusal(input.tenantId, result.reason);
+      notify(result);
+    };
     const now = this.now();
     const { healthy, known } = this.healthy(input, now);
     if (healthy.length === 0) {
@@ -393,6 +402,19 @@ export class PoolCore {
       weights -= d.weight;
     }
     return false;
+  }
+
+  private counters(tenantId: string): PoolTenantCounters {
+    let c = this.tenantCounters.get(tenantId);
+    if (!c) this.tenantCounters.set(tenantId, (c = { requests: 0, promptTokens: 0, completionTokens: 0, queueTimeouts: 0, cancelled: 0, noHealthyNode: 0 }));
+    return c;
+  }
+
+  private countRefusal(tenantId: string, reason: Extract<RouteResult, { ok: false }>["reason"]): void {
+    const c = this.counters(tenantId);
+    if (reason === "queue_timeout") c.queueTimeouts++;
+    else if (reason === "cancelled") c.cancelled++;
+    else c.noHealthyNode++;
   }
 
   /** Routes at once, never waiting (the decision the pool would make if room were unlimited). */
@@ -576,6 +598,12 @@ export class PoolCore {
       }
     }
     const released = this.dropLease(input.requestId) !== undefined;
+    if (lease && released) {
+      const c = this.counters(lease.tenantId);
+      c.requests++;
+      c.promptTokens += input.usage?.promptTokens ?? 0;
+      c.completionTokens += input.usage?.completionTokens ?? 0;
+    }
     this.store.putCounters(this.vtc.takeDirty());
     if (released) this.dispatch();
     return { released };
@@ -633,7 +661,17 @@ export class PoolCore {
       .sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.model.localeCompare(b.model));
     const waiting: Record<string, number> = {};
     for (const t of this.queue.backlogged()) waiting[t] = this.queue.waitingOf(t);
-    return { pool, nodes, inflight: this.leases.size, prefixEntries: this.routing.prefixIndex.size, waiting, vtc: Object.fromEntries(this.vtc.entries()) };
+    return {
+      pool,
+      nodes,
+      inflight: this.leases.size,
+      prefixEntries: this.routing.prefixIndex.size,
+      waiting,
+      vtc: Object.fromEntries(this.vtc.entries()),
+      inflightByTenant: Object.fromEntries(this.inflightByTenant),
+      tenants: Object.fromEntries([...this.tenantCounters].map(([t, c]) => [t, { ...c }])),
+      countersSince: this.countersSince,
+    };
   }
 
   /** Expires leases whose release was lost, forgets long-silent nodes, ages the prefix index. */

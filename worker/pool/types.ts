@@ -99,6 +99,23 @@ export interface PoolNodeSnapshot {
   prefillBacklogTokens: number;
 }
 
+/**
+ * A tenant's service and refusals in one pool since the pool object started. Kept in memory only:
+ * operator statistics, not billing (the tenant ledger has the exact usage).
+ */
+export interface PoolTenantCounters {
+  /** Requests that ended on a node (released), with the engine's token counts when it reported them. */
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  /** Refused with 429 after waiting `max_queue_wait_ms` for room. */
+  queueTimeouts: number;
+  /** Left the admission queue because the client went away. */
+  cancelled: number;
+  /** Refused with 503: no healthy node served the model. */
+  noHealthyNode: number;
+}
+
 export interface PoolSnapshot {
   pool: string;
   nodes: PoolNodeSnapshot[];
@@ -109,4 +126,9 @@ export interface PoolSnapshot {
   waiting: Record<string, number>;
   /** Virtual token counters of tenants seen (fairness). */
   vtc: Record<string, number>;
+  /** Requests in flight, by tenant. */
+  inflightByTenant: Record<string, number>;
+  /** Per-tenant counters since `countersSince` (epoch ms: when this pool object started). */
+  tenants: Record<string, PoolTenantCounters>;
+  countersSince: number;
 }

@@ -69,7 +69,17 @@ const MIGRATIONS = [
      completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, estimated INTEGER NOT NULL,
      outcome TEXT NOT NULL, at INTEGER NOT NULL, batch_id TEXT, flushed_at INTEGER);
    CREATE INDEX IF NOT EXISTS usage_events_pending ON usage_events (flushed_at, batch_id);`,
+  // v2: requests refused by a limit, per hour and kind (operator stats).
+  `CREATE TABLE IF NOT EXISTS rejections (hour INTEGER NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL, last_at INTEGER NOT NULL, PRIMARY KEY (hour, kind));`,
 ];
+
+/** Requests refused by each limit: today and this month (UTC), and when the last one was. */
+export interface LimitRejections {
+  today: Record<LimitKind, number>;
+  month: Record<LimitKind, number>;
+  /** Epoch ms of the latest rejection, null if none was counted. */
+  lastAt: number | null;
+}
 
 export class TenantLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -156,6 +166,7 @@ export class TenantLedger extends DurableObject<Env> {
     if (existing) return { ok: true, headers: rateLimitHeaders(input.limits, before, now) };
     const over = exceeded(input.limits, before);
     if (over) {
+      this.countRejection(over, now);
       const at = over === "requests" ? before.requestsResetAt : over === "tokens" ? before.tokensResetAt : before.budgetResetAt;
       return { ok: false, kind: over, retryAfterSeconds: Math.max(1, Math.ceil((at - now) / 1000)), headers: rateLimitHeaders(input.limits, before, now) };
     }
@@ -168,6 +179,15 @@ export class TenantLedger extends DurableObject<Env> {
     );
     await this.arm(RESERVATION_MS);
     return { ok: true, headers: rateLimitHeaders(input.limits, this.state(input.limits, now), now) };
+  }
+
+  private countRejection(kind: LimitKind, now: number): void {
+    this.sql.exec(
+      "INSERT INTO rejections (hour, kind, count, last_at) VALUES (?, ?, 1, ?) ON CONFLICT(hour, kind) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+      Math.floor(now / HOUR_MS) * HOUR_MS, kind, now,
+    );
+    // Pruned here rather than by the alarm: a tenant refused every time never arms one.
+    this.sql.exec("DELETE FROM rejections WHERE hour < ?", periodStart("month", now) - 40 * 86_400_000);
   }
 
   /** The request was refused before reaching a node: take its reservation back, charging nothing. */
@@ -263,6 +283,21 @@ export class TenantLedger extends DurableObject<Env> {
     const now = Date.now();
     const state = this.state(limits, now);
     return { headers: rateLimitHeaders(limits, state, now), state };
+  }
+
+  /** Limit state and rejections, for the admin stats. */
+  async stats(limits: TenantLimits): Promise<{ state: LimitState; rejections: LimitRejections }> {
+    const now = Date.now();
+    const sums = (since: number) => {
+      const out: Record<LimitKind, number> = { requests: 0, tokens: 0, budget: 0 };
+      for (const r of this.sql.exec("SELECT kind, SUM(count) AS n FROM rejections WHERE hour >= ? GROUP BY kind", since)) out[String(r.kind) as LimitKind] = Number(r.n);
+      return out;
+    };
+    const last = this.sql.exec("SELECT MAX(last_at) AS t FROM rejections").one().t;
+    return {
+      state: this.state(limits, now),
+      rejections: { today: sums(periodStart("day", now)), month: sums(periodStart("month", now)), lastAt: last === null ? null : Number(last) },
+    };
   }
 
   private async arm(inMs: number): Promise<void> {
