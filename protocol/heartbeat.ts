@@ -33,6 +33,41 @@ export const engineLoadSchema = z.object({
   kvEvictedTokens: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   /** Changes whenever the engine's cache was emptied (restart, reset): the edge forgets the node's prefixes. */
   kvEpoch: z.string().max(64).optional(),
+  /**
+   * Of the prompt tokens the engine's own cache did not hold but the agent's KV tiers were asked
+   * for, the fraction the tiers supplied (L1 and L2 together), over the agent's recent window
+   * (`kvCache.windowMs`). Absent without tiers or without lookups in the window.
+   */
+  kvTierHitRate: z.number().min(0).max(1).optional(),
+});
+
+/** One KV tier of the agent (docs/kv-cache.md "The agent's tiers"). */
+export const kvTierReportSchema = z.object({
+  /** "l1" (the agent's DRAM), "l2" (cache servers), ... */
+  tier: z.string().min(1).max(32),
+  /** Byte budget (L2: the sum over its servers at their last STATS). */
+  capacityBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** Bytes held (L2: last known). */
+  bytesUsed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** Chunk gets in the window, and how many found their chunk. */
+  queries: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  hits: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** hits / queries over the window; absent when there were no queries. */
+  hitRate: z.number().min(0).max(1).optional(),
+  /** Entries evicted in the window. */
+  evictions: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  /** L2 only: servers in the membership, and how many are up. */
+  servers: z.number().int().min(0).max(100_000).optional(),
+  serversUp: z.number().int().min(0).max(100_000).optional(),
+});
+
+/** The agent's KV tiers: absent when the agent runs none (older agents never send it). */
+export const kvCacheReportSchema = z.object({
+  /** Tokens per chunk key: prompts share cached KV in multiples of this. */
+  chunkTokens: z.number().int().min(1).max(1_048_576),
+  /** The window the counts and rates cover (ms). */
+  windowMs: z.number().int().min(0).max(86_400_000),
+  tiers: z.array(kvTierReportSchema).max(8),
 });
 
 export const heartbeatSchema = z.object({
@@ -46,9 +81,12 @@ export const heartbeatSchema = z.object({
   /** True when the agent is shutting down: the edge removes it at once instead of waiting. */
   leaving: z.boolean().default(false),
   engines: z.array(engineLoadSchema).max(64),
+  kvCache: kvCacheReportSchema.optional(),
 });
 
 export type EngineLoadReport = z.infer<typeof engineLoadSchema>;
+export type KvTierReport = z.infer<typeof kvTierReportSchema>;
+export type KvCacheReport = z.infer<typeof kvCacheReportSchema>;
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 export type HeartbeatInput = z.input<typeof heartbeatSchema>;
 
@@ -60,4 +98,21 @@ export interface HeartbeatReply {
   ignored: string[];
   draining: boolean;
   intervalMs: number;
+  /**
+   * The region's L2 cache servers (`host:port`, optionally weighted), when the edge keeps a list.
+   * Present, it replaces the agent's L2 membership (even empty); absent, the agent keeps its own.
+   * Agents that run no L2 ignore it.
+   */
+  cacheServers?: CacheServerList;
 }
+
+/** `cacheServers` of a heartbeat reply: validated by the agent before it touches its ring. */
+export const cacheServerListSchema = z
+  .array(
+    z.union([
+      z.string().min(3).max(300),
+      z.object({ id: z.string().min(3).max(300), weight: z.number().positive().max(1_000).optional() }),
+    ]),
+  )
+  .max(1_024);
+export type CacheServerList = z.infer<typeof cacheServerListSchema>;

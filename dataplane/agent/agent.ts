@@ -5,12 +5,13 @@
  */
 import { serve, type ServerType } from "@hono/node-server";
 import type { AddressInfo } from "node:net";
-import type { Heartbeat } from "../../protocol/heartbeat";
+import { cacheServerListSchema, type Heartbeat, type HeartbeatReply } from "../../protocol/heartbeat";
 import type { EngineAdapter } from "../engines/engine";
-import { createEngine } from "../engines/registry";
+import { AgentKvTiers } from "../kvcache/agent-tiers";
 import { createLogger, setLogLevel, type Logger } from "../lib/log";
 import { Admission } from "./admission";
 import type { AgentConfig } from "./config";
+import { createAgentEngine } from "./engine-factory";
 import { HeartbeatLoop } from "./heartbeat-loop";
 import { InboundVerifier } from "./inbound-auth";
 import { AgentMetrics } from "./metrics";
@@ -24,19 +25,30 @@ export interface RunningAgent {
   readonly url: string;
   readonly engines: ReadonlyMap<string, EngineSlot>;
   readonly heartbeat: HeartbeatLoop;
+  /** The agent's KV tiers (config `kvCache`), shared by its engines. */
+  readonly kvTiers: AgentKvTiers | undefined;
   stop(opts?: { leaving?: boolean }): Promise<void>;
 }
 
 export interface StartOptions {
   /** Pre-built engines (tests); otherwise built from config. */
   engines?: EngineAdapter[];
+  /** Pre-built KV tiers (tests that built `engines` around them); otherwise built from `kvCache`. */
+  kvTiers?: AgentKvTiers;
   log?: Logger;
 }
 
 export async function startAgent(config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
   setLogLevel(config.logLevel);
   const log = opts.log ?? createLogger({ component: "agent", node: config.nodeId });
-  const adapters = opts.engines ?? (await Promise.all(config.engines.map((e) => createEngine(e, log.child({ engine: e.kind, model: e.model })))));
+  const kv = opts.kvTiers ?? (config.kvCache ? new AgentKvTiers(config.kvCache, { log: log.child({ component: "kv-tiers" }) }) : undefined);
+  let adapters: EngineAdapter[];
+  try {
+    adapters = opts.engines ?? (await Promise.all(config.engines.map((e) => createAgentEngine(e, log.child({ engine: e.kind, model: e.model }), kv))));
+  } catch (err) {
+    await kv?.close();
+    throw err;
+  }
   const engines = new Map<string, EngineSlot>();
   for (const engine of adapters) engines.set(engine.model, { engine, admission: new Admission(engine.maxConcurrency, config.queue.maxWaiting) });
 
@@ -49,12 +61,13 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     }
   } catch (err) {
     await Promise.allSettled(started.map((e) => e.stop()));
+    await kv?.close();
     throw err;
   }
 
   const secrets = [config.edge.nodeSecret, ...(config.edge.previousNodeSecret ? [config.edge.previousNodeSecret] : [])];
   const verifier = new InboundVerifier(config.nodeId, secrets, config.signatureWindowMs);
-  const metrics = new AgentMetrics(config.nodeId, engines);
+  const metrics = new AgentMetrics(config.nodeId, engines, kv);
   const app = createAgentApp({ nodeId: config.nodeId, engines, verifier, metrics, log });
 
   let server: ServerType;
@@ -69,6 +82,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     });
   } catch (err) {
     await Promise.allSettled(started.map((e) => e.stop()));
+    await kv?.close();
     throw err;
   }
   const address = server.address() as AddressInfo;
@@ -76,6 +90,16 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const advertised = config.advertiseUrl ?? url;
   log.info("agent_listening", { url, advertised });
 
+  const tierHitRate = (model: string): { kvTierHitRate?: number } => {
+    const rate = kv?.engineHitRate(model);
+    return rate === undefined ? {} : { kvTierHitRate: rate };
+  };
+  const applyReply = (reply: HeartbeatReply) => {
+    if (!kv || reply.cacheServers === undefined) return;
+    const list = cacheServerListSchema.safeParse(reply.cacheServers);
+    if (list.success) kv.setMembers(list.data);
+    else log.warn("heartbeat_cache_servers_invalid", { error: list.error.issues[0]?.message });
+  };
   const snapshot = (leaving: boolean): Heartbeat => ({
     nodeId: config.nodeId,
     region: config.region,
@@ -96,8 +120,10 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
         kvCapacityTokens: load.kvCapacityTokens,
         ...(load.kvEvictedTokens !== undefined ? { kvEvictedTokens: load.kvEvictedTokens } : {}),
         ...(load.kvEpoch !== undefined ? { kvEpoch: load.kvEpoch } : {}),
+        ...tierHitRate(engine.model),
       };
     }),
+    ...(kv ? { kvCache: kv.report() } : {}),
   });
   const heartbeat = new HeartbeatLoop({
     edgeUrl: config.edge.url,
@@ -107,6 +133,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     snapshot,
     log,
     onResult: (ok) => metrics.heartbeats.inc({ result: ok ? "ok" : "failed" }),
+    onReply: applyReply,
   });
   heartbeat.start();
 
@@ -116,6 +143,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     url,
     engines,
     heartbeat,
+    kvTiers: kv,
     stop: ({ leaving = true } = {}) =>
       (stopping ??= (async () => {
         await heartbeat.stop(leaving);
@@ -125,6 +153,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
           (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
         await Promise.allSettled(adapters.map((e) => e.stop()));
+        await kv?.close();
         log.info("agent_stopped");
       })()),
   };

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../../protocol/heartbeat";
 import { ConfigError, parseConfig } from "../lib/config-error";
 import { engineConfigSchema } from "../engines/registry";
+import { agentKvCacheConfigSchema } from "../kvcache/agent-tiers";
 
 const slug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be a lowercase slug (a-z, 0-9, '.', '_', '-'; at most 63)");
 const nodeSecret = z.string().regex(/^sy_ns_\d{1,9}_[A-Za-z0-9_-]{20,}$/, "must be a node secret issued by the edge (sy_ns_<version>_...)");
@@ -38,6 +39,8 @@ export const agentConfigSchema = z
     /** How far a signed request's timestamp may be from this clock. */
     signatureWindowMs: z.number().int().min(1_000).max(600_000).default(30_000),
     logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
+    /** KV tiers for the agent's engines (docs/kv-cache.md "The agent's tiers"); absent: none. */
+    kvCache: agentKvCacheConfigSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
     // Inbound secrets are looked up by version: a previous secret sharing the current one's version
@@ -52,6 +55,9 @@ export const agentConfigSchema = z
       if (seen.has(e.model)) ctx.addIssue({ code: "custom", path: ["engines", i, "model"], message: `model '${e.model}' is served by two engines` });
       seen.add(e.model);
     });
+    for (const model of Object.keys(cfg.kvCache?.modelIdentity ?? {})) {
+      if (!seen.has(model)) ctx.addIssue({ code: "custom", path: ["kvCache", "modelIdentity", model], message: `no engine serves the model '${model}'` });
+    }
   });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
@@ -67,7 +73,32 @@ export const ENV_OVERRIDES = {
   SWITCHYARD_LISTEN_HOST: "listen.host",
   SWITCHYARD_LISTEN_PORT: "listen.port",
   SWITCHYARD_ADVERTISE_URL: "advertiseUrl",
+  SWITCHYARD_KV_CHUNK_TOKENS: "kvCache.chunkTokens",
+  SWITCHYARD_KV_L1_BYTES: "kvCache.l1.bytes",
+  SWITCHYARD_KV_L1_POLICY: "kvCache.l1.policy",
+  SWITCHYARD_KV_L2_SERVERS: "kvCache.l2.servers",
+  SWITCHYARD_KV_L2_REPLICAS: "kvCache.l2.replicas",
 } as const;
+
+/**
+ * How an override's text becomes a value: all-digit text for a numeric field becomes a number
+ * (anything else stays a string, so validation names the field instead of turning " " into 0),
+ * a size may also carry a unit (`4GiB`), and a server list is comma-separated.
+ */
+const ENV_KINDS: Partial<Record<string, "int" | "size" | "list">> = {
+  "listen.port": "int",
+  "kvCache.chunkTokens": "int",
+  "kvCache.l1.bytes": "size",
+  "kvCache.l2.servers": "list",
+  "kvCache.l2.replicas": "int",
+};
+
+function envValue(path: string, text: string): unknown {
+  const kind = ENV_KINDS[path];
+  if ((kind === "int" || kind === "size") && /^\d+$/.test(text)) return Number(text);
+  if (kind === "list") return text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  return text;
+}
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split(".");
@@ -84,10 +115,7 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === "") continue;
-    const text = value.trim();
-    // A port that is not all digits stays a string, so validation names the field instead of
-    // silently turning " " into 0 (any free port).
-    setPath(out, path, path === "listen.port" && /^\d+$/.test(text) ? Number(text) : text);
+    setPath(out, path, envValue(path, value.trim()));
   }
   return out;
 }

@@ -17,6 +17,8 @@ export interface HeartbeatLoopOptions {
   snapshot: (leaving: boolean) => Heartbeat;
   log: Logger;
   onResult?: (ok: boolean) => void;
+  /** Every reply the edge accepted a beat with (e.g. to apply its `cacheServers`); must not throw. */
+  onReply?: (reply: HeartbeatReply) => void;
 }
 
 export class HeartbeatLoop {
@@ -47,6 +49,11 @@ export class HeartbeatLoop {
     try {
       const reply = await this.send(false);
       this.lastReply = reply;
+      try {
+        this.opts.onReply?.(reply);
+      } catch (err) {
+        this.opts.log.warn("heartbeat_reply_not_applied", { error: err instanceof Error ? err.message : String(err) });
+      }
       if (reply.intervalMs >= 200 && reply.intervalMs !== this.intervalMs) this.intervalMs = reply.intervalMs;
       if (this.failures > 0) this.opts.log.info("heartbeat_recovered", { afterFailures: this.failures });
       this.failures = 0;

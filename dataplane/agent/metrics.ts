@@ -4,6 +4,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineAdapter } from "../engines/engine";
+import type { AgentKvTiers } from "../kvcache/agent-tiers";
 import type { Admission } from "./admission";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80];
@@ -16,7 +17,7 @@ export class AgentMetrics {
   readonly rejectedSignatures: Counter<"reason">;
   readonly heartbeats: Counter<"result">;
 
-  constructor(nodeId: string, engines: ReadonlyMap<string, { engine: EngineAdapter; admission: Admission }>) {
+  constructor(nodeId: string, engines: ReadonlyMap<string, { engine: EngineAdapter; admission: Admission }>, kv?: AgentKvTiers) {
     this.registry.setDefaultLabels({ node: nodeId });
     // prom-client names these process_* and nodejs_*: with this prefix, switchyard_agent_process_cpu_seconds_total etc.
     collectDefaultMetrics({ register: this.registry, prefix: "switchyard_agent_" });
@@ -42,5 +43,7 @@ export class AgentMetrics {
     gauge("switchyard_engine_kv_usage_ratio", "Fraction of the engine's KV cache in use", (e) => e.engine.load().kvUsage);
     gauge("switchyard_engine_kv_capacity_tokens", "Engine KV cache capacity in tokens", (e) => e.engine.load().kvCapacityTokens);
     gauge("switchyard_engine_healthy", "1 when the engine is healthy", (e) => (e.engine.load().healthy ? 1 : 0));
+    // switchyard_kv_tier_* (docs/operations.md): per tier hits, misses, bytes, evictions, latency.
+    kv?.registerMetrics(this.registry);
   }
 }

@@ -23,6 +23,8 @@ import { getLlamaRuntime } from "./runtime";
 import { PoolClosedError, SequencePool, type PoolSlot } from "./sequence-pool";
 import { IncrementalDetokenizer, StopMatcher } from "./text-stream";
 import { ensureTinyModel } from "./tiny-llama";
+import type { EngineKvTiers } from "../../kvcache/agent-tiers";
+import { LlamaCppKvTiers } from "./kv-tiers";
 
 interface Loaded {
   model: LlamaModel;
@@ -45,6 +47,11 @@ interface Job {
   namespace: string;
 }
 
+export interface LlamaCppEngineOptions {
+  /** The agent's KV tiers: sequences are saved to them and prompts restored from them (kv-tiers.ts). */
+  kvTiers?: EngineKvTiers;
+}
+
 export class LlamaCppEngine implements EngineAdapter {
   readonly kind = "llamacpp";
   readonly model: string;
@@ -56,11 +63,18 @@ export class LlamaCppEngine implements EngineAdapter {
   private starting: Promise<void> | undefined;
   private stopping = false;
   private failed = false;
+  private readonly kv: LlamaCppKvTiers | undefined;
 
-  constructor(config: LlamaCppEngineConfigInput) {
+  constructor(config: LlamaCppEngineConfigInput, opts: LlamaCppEngineOptions = {}) {
     this.config = llamaCppEngineConfigSchema.parse(config);
     this.model = this.config.model;
     this.maxConcurrency = this.config.sequences;
+    this.kv = opts.kvTiers ? new LlamaCppKvTiers(opts.kvTiers) : undefined;
+  }
+
+  /** The KV-tier bridge when the agent gave tiers and they work with this model (after `start()`). */
+  get kvTiers(): LlamaCppKvTiers | undefined {
+    return this.kv?.enabled ? this.kv : undefined;
   }
 
   /** Path of the GGUF being served (after `start()`). */
@@ -116,6 +130,11 @@ export class LlamaCppEngine implements EngineAdapter {
       if (!this.stopping) this.failed = true;
     });
     const sequences = Array.from({ length: config.sequences }, () => context.getSequence());
+    const kv = this.kv;
+    if (kv) {
+      const probeToken = model.tokens.bos ?? model.tokenize(" ", true)[0] ?? (0 as Token);
+      await kv.init(sequences[0] as (typeof sequences)[number], modelPath, probeToken);
+    }
     const vocabSize = modelVocabSize(model);
     // The generated model has no template, and its file name would make node-llama-cpp guess Llama 2's format.
     const renderer = new PromptRenderer(model, { chatFormat: config.modelPath ? "auto" : "general" });
@@ -124,7 +143,7 @@ export class LlamaCppEngine implements EngineAdapter {
     this.loaded = {
       model,
       context,
-      pool: new SequencePool(sequences),
+      pool: new SequencePool(sequences, kv?.enabled ? { beforeDrop: (slot) => kv.saveSlot(slot) } : {}),
       renderer,
       eogTokens: new Set(eog),
       suppressEndBias: forbidTokens(model, eog),
@@ -138,6 +157,8 @@ export class LlamaCppEngine implements EngineAdapter {
     this.loaded = undefined;
     if (!loaded) return;
     loaded.pool.close();
+    // Saves in flight read the context: let them land before it goes.
+    await this.kv?.close();
     await loaded.context.dispose();
     await loaded.model.dispose();
   }
@@ -225,7 +246,9 @@ export class LlamaCppEngine implements EngineAdapter {
     }
     let tokens: AsyncGenerator<Token, void, void | Token | Token[]> | undefined;
     try {
-      const cachedTokens = await loaded.pool.prepare(slot, prompt.tokens, namespace);
+      let cachedTokens = await loaded.pool.prepare(slot, prompt.tokens, namespace);
+      const kv = this.kvTiers;
+      if (kv) cachedTokens = await kv.restore(slot, prompt.tokens, namespace, cachedTokens, (file) => loaded.pool.loadState(slot, file), signal);
       yield { type: "start", promptTokens: prompt.tokens.length, cachedTokens };
 
       const { model } = loaded;
@@ -304,7 +327,10 @@ export class LlamaCppEngine implements EngineAdapter {
       } catch {
         // the context may be disposed (engine stopping); nothing left to free
       }
-      loaded.pool.release(slot);
+      // With tiers the slot stays held while its new chunks are saved, after the response has ended.
+      const kv = this.kvTiers;
+      if (kv) kv.saveThen(slot, () => loaded.pool.release(slot));
+      else loaded.pool.release(slot);
     }
   }
 }
@@ -324,6 +350,6 @@ function samplingSeed(seed: number | undefined): number {
   return ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32;
 }
 
-export function createLlamaCppEngine(config: LlamaCppEngineConfigInput): LlamaCppEngine {
-  return new LlamaCppEngine(config);
+export function createLlamaCppEngine(config: LlamaCppEngineConfigInput, opts: LlamaCppEngineOptions = {}): LlamaCppEngine {
+  return new LlamaCppEngine(config, opts);
 }

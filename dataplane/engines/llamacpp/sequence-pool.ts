@@ -5,10 +5,10 @@
  * (llama-server's slot similarity; ties go to the least recently used slot), and only the rest of
  * the prompt is evaluated. When every slot is busy, requests wait in FIFO order.
  *
- * Lifecycle hooks for a later KV-tier feature live in one place each: `release()` is where a
- * request's hold on a slot ends, `prepare()` where a prompt is lined up with a slot's cache, and
- * `evict()` where a slot's cached state is dropped. `saveState`/`restoreState` move a slot's state
- * to and from a file.
+ * KV-tier hooks: `beforeDrop` runs wherever cached tokens are about to leave a slot (`prepare()`
+ * erasing a divergent suffix, `evict()`), while the slot still holds them, so they can be saved to
+ * the agent's tiers first (kv-tiers.ts). `saveState`/`restoreState` move an idle slot's state to and
+ * from a file; `loadState` does it for a slot the caller holds.
  */
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 
@@ -25,6 +25,14 @@ export interface PoolSlot {
 interface Waiter {
   resolve(slot: PoolSlot): void;
   reject(err: unknown): void;
+}
+
+export interface SequencePoolHooks {
+  /**
+   * The slot's cached tokens from `keep` on are about to be dropped (its `namespace` is still the
+   * one they belong to). Errors are the hook's own: the pool goes on either way.
+   */
+  beforeDrop?(slot: PoolSlot, keep: number): Promise<void>;
 }
 
 export class PoolClosedError extends Error {
@@ -45,7 +53,10 @@ export class SequencePool {
   /** Cached tokens dropped to make room for other prompts, since the pool was made (a running total). */
   evictedTokens = 0;
 
-  constructor(sequences: readonly LlamaContextSequence[]) {
+  constructor(
+    sequences: readonly LlamaContextSequence[],
+    private readonly hooks: SequencePoolHooks = {},
+  ) {
     this.slots = sequences.map((sequence, id) => ({ id, sequence, busy: false, lastUsedAt: 0, namespace: "" }));
   }
 
@@ -113,6 +124,7 @@ export class SequencePool {
     const shared = slot.namespace === namespace ? Math.min(seq.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1) : 0;
     const keep = Math.max(0, shared);
     if (keep < seq.nextTokenIndex) {
+      await this.beforeDrop(slot, keep);
       this.evictedTokens += seq.nextTokenIndex - keep;
       await seq.adaptStateToTokens(tokens.slice(0, keep) as Token[], false);
     }
@@ -137,6 +149,7 @@ export class SequencePool {
   async evict(slot: PoolSlot): Promise<void> {
     if (slot.busy) throw new Error(`slot ${slot.id} is busy`);
     if (slot.sequence.disposed) return;
+    await this.beforeDrop(slot, 0);
     this.evictedTokens += slot.sequence.nextTokenIndex;
     await slot.sequence.clearHistory();
   }
@@ -151,6 +164,29 @@ export class SequencePool {
   async restoreState(slot: PoolSlot, filePath: string): Promise<void> {
     if (slot.busy) throw new Error(`slot ${slot.id} is busy`);
     await slot.sequence.loadStateFromFile(filePath, { acceptRisk: true });
+  }
+
+  /**
+   * Loads a state file into a slot the caller holds (a KV-tier restore), replacing what it held.
+   * On failure the sequence is left empty and the error is thrown.
+   */
+  async loadState(slot: PoolSlot, filePath: string): Promise<void> {
+    if (!slot.busy) throw new Error(`slot ${slot.id} is not held`);
+    try {
+      await slot.sequence.loadStateFromFile(filePath, { acceptRisk: true });
+    } catch (err) {
+      await slot.sequence.clearHistory().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async beforeDrop(slot: PoolSlot, keep: number): Promise<void> {
+    if (!this.hooks.beforeDrop) return;
+    try {
+      await this.hooks.beforeDrop(slot, keep);
+    } catch {
+      // saving is best effort; the slot must be lined up for its request regardless
+    }
   }
 
   /** All slots (for inspection and the KV-tier hooks). */

@@ -3,7 +3,9 @@
  * reached over a keep-alive undici pool. Requests are forwarded byte for byte (the model name is
  * rewritten only when the engine calls it something else) and streamed back as they arrive; a
  * client that goes away aborts the engine request, which frees the engine's batch slot. Load and
- * health are polled from the engine's /metrics and /health in the background.
+ * health are polled from the engine's /metrics and /health in the background. With `launch` the
+ * adapter also starts vLLM itself and keeps it running (launch.ts); the engine is unhealthy whenever
+ * that process is not ready (loading, crashed, being restarted).
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
@@ -15,6 +17,7 @@ import type { EngineAdapter, EngineLoad, EngineRequest } from "../engine";
 import type { OpenAIEngineConfig } from "./config";
 import { loadFromMetrics, type ScrapedLoad } from "./engine-load";
 import { KvEventTracker } from "./kv-events";
+import { VllmLauncher } from "./launch";
 import { parsePrometheusText } from "./prometheus-text";
 
 const PATHS = { chat: "/v1/chat/completions", completions: "/v1/completions" } as const;
@@ -29,8 +32,11 @@ export class OpenAIEngine implements EngineAdapter {
   private healthy = false;
   private scraped: ScrapedLoad = {};
   private inflight = 0;
+  private started = false;
   /** Present when the engine publishes KV events. */
   readonly kvEvents: KvEventTracker | undefined;
+  /** Present in launch mode: the vLLM process the agent runs. */
+  readonly launcher: VllmLauncher | undefined;
 
   constructor(
     private readonly config: OpenAIEngineConfig,
@@ -41,9 +47,25 @@ export class OpenAIEngine implements EngineAdapter {
     this.base = new URL(config.url);
     this.pool = new Pool(this.base.origin, { connections: config.connections, keepAliveTimeout: 30_000, pipelining: 1 });
     this.kvEvents = config.kvEvents ? new KvEventTracker() : undefined;
+    this.launcher = config.launch
+      ? new VllmLauncher({ ...config, launch: config.launch }, log, {
+          onState: (state) => {
+            // Not ready means not routable now, without waiting for the next poll to notice.
+            if (state !== "ready" && this.healthy) {
+              this.healthy = false;
+              this.log.warn("engine_unhealthy", { launcher: state });
+            } else if (state === "ready") {
+              if (this.started) this.kvEvents?.resubscribe();
+              void this.poll();
+            }
+          },
+        })
+      : undefined;
   }
 
   async start(): Promise<void> {
+    await this.launcher?.start();
+    this.started = true;
     if (this.config.kvEvents) this.kvEvents?.subscribe(this.config.kvEvents.endpoint, this.config.kvEvents.topic, this.log);
     await this.poll();
     this.timer = setInterval(() => void this.poll(), this.config.pollIntervalMs);
@@ -53,7 +75,11 @@ export class OpenAIEngine implements EngineAdapter {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.kvEvents?.close();
-    await this.pool.close();
+    try {
+      await this.pool.close();
+    } finally {
+      await this.launcher?.stop();
+    }
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -70,7 +96,7 @@ export class OpenAIEngine implements EngineAdapter {
       const health = await this.pool.request({ method: "GET", path: this.basePath() + this.config.healthPath, headers: this.headers(), headersTimeout: 5_000, bodyTimeout: 5_000 });
       await health.body.dump();
       const wasHealthy = this.healthy;
-      this.healthy = health.statusCode === 200;
+      this.healthy = health.statusCode === 200 && (this.launcher === undefined || this.launcher.state === "ready");
       if (wasHealthy !== this.healthy) this.log.info(this.healthy ? "engine_healthy" : "engine_unhealthy", { status: health.statusCode });
     } catch (err) {
       if (this.healthy) this.log.warn("engine_unhealthy", { error: err instanceof Error ? err.message : String(err) });

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { LOOPBACK_HOSTS, vllmLaunchSchema } from "./launch";
 
 /** An OpenAI-compatible engine reached over HTTP: vLLM, SGLang, llama-server, or the emulator. */
 export const openAIEngineConfigSchema = z.strictObject({
@@ -37,6 +38,24 @@ export const openAIEngineConfigSchema = z.strictObject({
       topic: z.string().max(256).default(""),
     })
     .optional(),
+  /**
+   * Start vLLM here instead of reaching one someone else runs (launch.ts): `vllm serve` on `url`'s
+   * host and port, native CPU KV offloading sized by `launch.cpuOffloadGiB`, restarted if it dies,
+   * stopped with the agent.
+   */
+  launch: vllmLaunchSchema.optional(),
+}).superRefine((c, ctx) => {
+  if (!c.launch) return;
+  const url = new URL(c.url);
+  // vLLM serves at the root of the host and port it is given: there is nothing else to point at.
+  if (url.pathname !== "/" || url.search !== "") ctx.addIssue({ code: "custom", path: ["url"], message: "with launch, must be http://host:port with no path (vLLM serves at the root)" });
+  if (url.port === "") ctx.addIssue({ code: "custom", path: ["url"], message: "with launch, must name the port vLLM listens on (e.g. http://127.0.0.1:8000)" });
+  if (url.protocol !== "http:") ctx.addIssue({ code: "custom", path: ["url"], message: "with launch, must be http (vLLM serves plain HTTP unless given TLS files)" });
+  if (c.kvEvents) {
+    const host = /^tcp:\/\/(\[[^\]]+\]|[^:]+):/.exec(c.kvEvents.endpoint)?.[1] ?? "";
+    // The launched vLLM publishes on this machine; a subscription elsewhere would never see it.
+    if (!LOOPBACK_HOSTS.has(host) && host !== url.hostname) ctx.addIssue({ code: "custom", path: ["kvEvents", "endpoint"], message: `with launch, must be on this machine (127.0.0.1, localhost, ::1 or ${url.hostname})` });
+  }
 });
 
 export type OpenAIEngineConfig = z.infer<typeof openAIEngineConfigSchema>;

@@ -68,7 +68,10 @@ export class KvEventTracker {
   blockSize: number;
   private lastSeq: bigint | undefined;
   private subscriber: ZmtpSubscriber | undefined;
+  private subscription: { endpoint: string; topic: string; log: Logger } | undefined;
   batches = 0;
+  /** Whether the subscription is connected to the publisher now. */
+  connected = false;
 
   constructor(defaultBlockSize = 16) {
     this.blockSize = defaultBlockSize;
@@ -100,17 +103,37 @@ export class KvEventTracker {
 
   /** Subscribes to a publisher endpoint (tcp://host:port), reconnecting as needed. */
   subscribe(endpoint: string, topic: string, log: Logger): void {
-    this.subscriber = new ZmtpSubscriber({ endpoint, topic });
-    this.subscriber.on("message", (parts: Buffer[]) => this.handle(parts, log));
-    this.subscriber.on("connected", () => log.info("kv_events_connected", { endpoint }));
-    this.subscriber.on("disconnected", () => {
+    this.subscription = { endpoint, topic, log };
+    const subscriber = new ZmtpSubscriber({ endpoint, topic });
+    this.subscriber = subscriber;
+    subscriber.on("message", (parts: Buffer[]) => this.handle(parts, log));
+    subscriber.on("connected", () => {
+      this.connected = true;
+      log.info("kv_events_connected", { endpoint });
+    });
+    subscriber.on("disconnected", () => {
+      if (this.subscriber === subscriber) this.connected = false;
       // Events missed while disconnected are unknown: start a new epoch when the stream resumes.
       this.lastSeq = undefined;
       this.epoch = newEpoch();
     });
   }
 
+  /**
+   * Connects again now. For a publisher known to have just come up (an engine the agent launched
+   * became ready): the subscriber's reconnect backoff may otherwise sleep up to 5 s through the
+   * first events.
+   */
+  resubscribe(): void {
+    const s = this.subscription;
+    if (!s) return;
+    this.subscriber?.close();
+    this.connected = false;
+    this.subscribe(s.endpoint, s.topic, s.log);
+  }
+
   close(): void {
+    this.subscription = undefined;
     this.subscriber?.close();
   }
 }

@@ -66,8 +66,12 @@ export interface ClusterStudyOptions<R extends StudyRequest = StudyRequest> {
   nodes: number;
   requests: Iterable<R>;
   route: RouteFn<R>;
-  /** Engine settings, shared or per engine index; KV capacity defaults to the H100 figure. */
-  engine?: EngineSettings | ((index: number) => EngineSettings);
+  /**
+   * Engine settings, shared or per engine index; KV capacity defaults to the H100 figure. The
+   * function form also gets the study's clock, for settings that keep time themselves (a lower KV
+   * tier modelling its own network link).
+   */
+  engine?: EngineSettings | ((index: number, clock: VirtualClock) => EngineSettings);
   /** Called as each request finishes. */
   onRecord?: (record: StudyRecord, req: R) => void;
   /** Stop submitting after this model time (requests in flight still finish). */
@@ -153,7 +157,7 @@ export function runClusterStudy<R extends StudyRequest>(opts: ClusterStudyOption
   const clock = new VirtualClock();
   const engines: EngineCore[] = [];
   for (let i = 0; i < opts.nodes; i++) {
-    const settings = typeof opts.engine === "function" ? opts.engine(i) : (opts.engine ?? {});
+    const settings = typeof opts.engine === "function" ? opts.engine(i, clock) : (opts.engine ?? {});
     engines.push(new EngineCore({ ...settings, kvCapacityTokens: settings.kvCapacityTokens ?? H100_KV_CAPACITY_TOKENS, clock }));
   }
   const perEngineRequests = new Array<number>(opts.nodes).fill(0);

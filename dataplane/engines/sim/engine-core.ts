@@ -561,10 +561,14 @@ export class EngineCore {
 
   private startLoad(req: SimRequest, hitBlocks: number, tierBlocks: number, at: number): void {
     this.countLookup(req, hitBlocks, tierBlocks);
-    const bytes = tierBlocks * this.blockSize * this.kvBytesPerToken;
-    const start = Math.max(at, this.h2dFreeAt);
-    const done = start + this.cost.h2dMs(bytes);
-    this.h2dFreeAt = done; // one host→GPU link: loads queue behind each other
+    const fetched = this.kv.lowerTier?.fetch?.(req.hashes, hitBlocks, tierBlocks, at);
+    const h2dBlocks = fetched ? Math.max(0, Math.min(tierBlocks, fetched.h2dBlocks)) : tierBlocks;
+    let done = fetched ? Math.max(at, fetched.readyMs) : at;
+    if (h2dBlocks > 0) {
+      const start = Math.max(at, this.h2dFreeAt);
+      this.h2dFreeAt = start + this.cost.h2dMs(h2dBlocks * this.blockSize * this.kvBytesPerToken); // one host→GPU link: loads queue behind each other
+      done = Math.max(done, this.h2dFreeAt);
+    }
     this.clock.schedule(done, () => {
       if (req.state !== LOADING || this.stopped) return; // aborted meanwhile (blocks already freed)
       this.scheduler.loaded(req, hitBlocks + tierBlocks);

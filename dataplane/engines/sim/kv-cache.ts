@@ -71,6 +71,17 @@ export interface KvLowerTier {
    * miss. The engine then loads that many blocks at the calibrated host→GPU cost.
    */
   lookup(hashes: ArrayLike<number>, from: number, to: number): number;
+  /**
+   * Optional: the engine is loading `hashes[from, from + count)`, which `lookup` just reported, at
+   * model time `atMs`. Lets a tier say where the blocks come from, since a remote tier moves them
+   * over its own network link rather than only the host→GPU copy: `h2dBlocks` of them are copied
+   * from host memory over the engine's host→GPU link (queued there, at the calibrated cost), the
+   * other `count − h2dBlocks` are delivered by the tier itself (e.g. RDMA into GPU memory),
+   * complete at `readyMs` (≥ atMs). The load ends when both parts are done. Tiers count accesses
+   * here and not in `lookup`, which the scheduler repeats while a request waits for memory.
+   * Without `fetch`, all `count` blocks are host→GPU copies (a DRAM tier).
+   */
+  fetch?(hashes: ArrayLike<number>, from: number, count: number, atMs: number): { h2dBlocks: number; readyMs: number };
 }
 
 const TWO_32 = 4294967296;

@@ -198,7 +198,8 @@ export interface SchedulerHooks {
   admitted(req: SimRequest, hitBlocks: number, lookedUp: boolean, atMs: number): void;
   /**
    * The lower tier holds `tierBlocks` blocks after the GPU hit of `hitBlocks`: the request has been
-   * given blocks for both and taken off the queue; the engine loads and then calls `loaded`.
+   * given blocks for both and for the rest of its prompt, and taken off the queue; the engine loads
+   * and then calls `loaded`.
    */
   startLoad(req: SimRequest, hitBlocks: number, tierBlocks: number, atMs: number): void;
 }
@@ -284,10 +285,14 @@ export class Scheduler {
         if (tier && hit < maxHit) {
           const more = Math.min(tier.lookup(req.hashes, hit, maxHit), maxHit - hit);
           if (more > 0) {
-            if (more > kv.freeBlocks - pinned) break;
+            // Blocks for the whole prompt, not only the loaded prefix: a loaded request then never
+            // waits for memory to compute its suffix. Reserving only the prefix let slow concurrent
+            // loads fill memory with requests none of which could be admitted (a deadlock).
+            const rest = Math.ceil(req.numTokens / bs) - hit - more;
+            if (more + rest > kv.freeBlocks - pinned) break;
             waiting.shift();
             kv.takeLookup(req.blocks);
-            kv.allocate(req.blocks, more);
+            kv.allocate(req.blocks, more + rest);
             req.numStored = hit;
             req.state = LOADING;
             this.hooks.startLoad(req, hit, more, atMs);
