@@ -70,6 +70,16 @@ export const kvCacheReportSchema = z.object({
   tiers: z.array(kvTierReportSchema).max(8),
 });
 
+/**
+ * `host:port` of a cache server (IPv6 in brackets): what an agent advertises and what the edge hands
+ * back. Same grammar as the L2 client's `parseEndpoint`, which the agent applies again.
+ */
+export const cacheServerAddressSchema = z
+  .string()
+  .max(300)
+  .regex(/^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]+):(?:[1-9]\d{0,4})$/, "must be host:port (e.g. 10.0.0.7:7400)")
+  .refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65_535, "port must be at most 65535");
+
 export const heartbeatSchema = z.object({
   nodeId: z.string().min(1).max(128),
   region: z.string().min(1).max(64).optional(),
@@ -82,6 +92,11 @@ export const heartbeatSchema = z.object({
   leaving: z.boolean().default(false),
   engines: z.array(engineLoadSchema).max(64),
   kvCache: kvCacheReportSchema.optional(),
+  /**
+   * The L2 cache server this agent runs or sits beside, for the edge to hand to the region's agents
+   * (`cacheServers` in the reply). Absent: the agent advertises none.
+   */
+  cacheServer: cacheServerAddressSchema.optional(),
 });
 
 export type EngineLoadReport = z.infer<typeof engineLoadSchema>;
@@ -99,9 +114,10 @@ export interface HeartbeatReply {
   draining: boolean;
   intervalMs: number;
   /**
-   * The region's L2 cache servers (`host:port`, optionally weighted), when the edge keeps a list.
-   * Present, it replaces the agent's L2 membership (even empty); absent, the agent keeps its own.
-   * Agents that run no L2 ignore it.
+   * The region's L2 cache servers (`host:port`, optionally weighted), when the edge keeps a list:
+   * the edge sends those advertised (`cacheServer`) by the live nodes of the agent's region in the
+   * agent's pools, and only when at least one advertises. Present, it replaces the agent's L2
+   * membership (even empty); absent, the agent keeps its own. Agents that run no L2 ignore it.
    */
   cacheServers?: CacheServerList;
 }

@@ -124,6 +124,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       };
     }),
     ...(kv ? { kvCache: kv.report() } : {}),
+    ...(config.advertiseCacheServer !== undefined ? { cacheServer: config.advertiseCacheServer } : {}),
   });
   const heartbeat = new HeartbeatLoop({
     edgeUrl: config.edge.url,

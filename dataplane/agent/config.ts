@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../../protocol/heartbeat";
+import { cacheServerAddressSchema, DEFAULT_HEARTBEAT_INTERVAL_MS } from "../../protocol/heartbeat";
 import { ConfigError, parseConfig } from "../lib/config-error";
 import { engineConfigSchema } from "../engines/registry";
 import { agentKvCacheConfigSchema } from "../kvcache/agent-tiers";
@@ -23,6 +23,11 @@ export const agentConfigSchema = z
     }).default({ host: "127.0.0.1", port: 8801 }),
     /** URL the edge should use to reach this agent, advertised in heartbeats. */
     advertiseUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /**
+     * `host:port` of the L2 cache server this agent runs or sits beside, advertised in heartbeats:
+     * the edge hands the region's advertised servers to its agents as their L2 membership.
+     */
+    advertiseCacheServer: cacheServerAddressSchema.optional(),
     edge: z.strictObject({
       url: z.url({ protocol: /^https?$/ }),
       /** The node's signing secret as issued by `switchyard nodes register` / rotate. */
@@ -73,6 +78,7 @@ export const ENV_OVERRIDES = {
   SWITCHYARD_LISTEN_HOST: "listen.host",
   SWITCHYARD_LISTEN_PORT: "listen.port",
   SWITCHYARD_ADVERTISE_URL: "advertiseUrl",
+  SWITCHYARD_ADVERTISE_CACHE_SERVER: "advertiseCacheServer",
   SWITCHYARD_KV_CHUNK_TOKENS: "kvCache.chunkTokens",
   SWITCHYARD_KV_L1_BYTES: "kvCache.l1.bytes",
   SWITCHYARD_KV_L1_POLICY: "kvCache.l1.policy",

@@ -56,9 +56,9 @@ export async function heartbeat(
   nodeId: string,
   secret: string,
   engines: EngineLoadReport[],
-  over: { leaving?: boolean; sentAt?: number; body?: unknown; nonce?: string; timestampMs?: number } = {},
+  over: { leaving?: boolean; sentAt?: number; body?: unknown; nonce?: string; timestampMs?: number; extra?: Record<string, unknown> } = {},
 ): Promise<Response> {
-  const beat = over.body ?? { nodeId, agentVersion: "test", sentAt: over.sentAt ?? Date.now(), leaving: over.leaving ?? false, engines };
+  const beat = over.body ?? { nodeId, agentVersion: "test", sentAt: over.sentAt ?? Date.now(), leaving: over.leaving ?? false, engines, ...over.extra };
   const body = new TextEncoder().encode(JSON.stringify(beat));
   const headers = await signRequest({
     nodeId,

@@ -119,6 +119,37 @@ describe("GET /admin/stats", () => {
     expect(res.body.tenants.find((t) => t.id === tenantId)).toMatchObject({ inflight: 0, waiting: 0, limit_state: null, rejections: { limits: null } });
   });
 
+  it("shows each node's advertised cache server and its KV tiers at the last beat", async () => {
+    const model = unique("stats");
+    await configureModel(model);
+    const node = unique("node");
+    const kvCache = {
+      chunkTokens: 256,
+      windowMs: 60_000,
+      tiers: [
+        { tier: "l1", capacityBytes: 1_000, bytesUsed: 250, queries: 8, hits: 6, hitRate: 0.75, evictions: 1 },
+        { tier: "l2", capacityBytes: 3_000, bytesUsed: 10, queries: 2, hits: 0, hitRate: 0, servers: 2, serversUp: 1 },
+      ],
+    };
+    await heartbeat(node, await registerNode(node, [model]), [engine(model)], { extra: { cacheServer: "10.0.0.9:7400", kvCache } });
+    const n = (await poolStats(model)).nodes[0] as unknown as Record<string, unknown>;
+    expect(n).toMatchObject({
+      cache_server: "10.0.0.9:7400",
+      kv_cache: {
+        chunk_tokens: 256,
+        window_ms: 60_000,
+        capacity_bytes: 4_000,
+        tiers: [
+          { tier: "l1", capacity_bytes: 1_000, bytes_used: 250, queries: 8, hits: 6, hit_rate: 0.75, evictions: 1 },
+          { tier: "l2", capacity_bytes: 3_000, bytes_used: 10, queries: 2, hits: 0, hit_rate: 0, evictions: null, servers: 2, servers_up: 1 },
+        ],
+      },
+    });
+    // A node without tiers says so.
+    const { model: plain } = await modelWithNode();
+    expect((await poolStats(plain)).nodes[0]).toMatchObject({ cache_server: null, kv_cache: null });
+  });
+
   it("is behind the admin token", async () => {
     expect((await admin("GET", "/stats", undefined, "wrong-token-0123456789")).status).toBe(401);
     expect((await call("/admin/stats/tenants/x")).status).toBe(401);

@@ -16,6 +16,7 @@
 import { type AnyColumn, eq, gte, sql } from "drizzle-orm";
 import type { Context } from "hono";
 import { Hono } from "hono";
+import type { KvCacheReport } from "../../protocol/heartbeat";
 import { ApiError } from "../../protocol/openai-error";
 import { openDb, type Db } from "../db/client";
 import { tenants, usageHourly, type TenantRow } from "../db/schema";
@@ -106,6 +107,27 @@ function nodeJson(n: PoolNodeSnapshot, models: ModelConfig[], now: number) {
     prefix_blocks: n.prefixBlocks,
     last_heartbeat_at: iso(n.lastHeartbeatAt),
     heartbeat_age_ms: Math.max(0, now - n.lastHeartbeatAt),
+    cache_server: n.cacheServer,
+    kv_cache: n.kvCache ? kvCacheJson(n.kvCache) : null,
+  };
+}
+
+/** The node's KV tiers at its last beat: capacity, use and hit rate per tier over the agent's window. */
+function kvCacheJson(r: KvCacheReport) {
+  return {
+    chunk_tokens: r.chunkTokens,
+    window_ms: r.windowMs,
+    capacity_bytes: r.tiers.reduce((a, t) => a + t.capacityBytes, 0),
+    tiers: r.tiers.map((t) => ({
+      tier: t.tier,
+      capacity_bytes: t.capacityBytes,
+      bytes_used: t.bytesUsed,
+      queries: t.queries,
+      hits: t.hits,
+      hit_rate: t.hitRate === undefined ? null : round(t.hitRate, 4),
+      evictions: t.evictions ?? null,
+      ...(t.servers !== undefined ? { servers: t.servers, servers_up: t.serversUp ?? null } : {}),
+    })),
   };
 }
 

@@ -68,7 +68,17 @@ export const heartbeatRoutes = new Hono<AppEnv>().post(HEARTBEAT_PATH, async (c)
   for (const model of node.models) {
     const pool = configured.get(model);
     if (pool && !byPool.has(pool)) {
-      byPool.set(pool, { nodeId: node.id, region: node.region, url: address, drained: node.drained, sentAt: hb.sentAt, leaving: hb.leaving, engines: [] });
+      byPool.set(pool, {
+        nodeId: node.id,
+        region: node.region,
+        url: address,
+        drained: node.drained,
+        sentAt: hb.sentAt,
+        leaving: hb.leaving,
+        engines: [],
+        ...(hb.cacheServer !== undefined ? { cacheServer: hb.cacheServer } : {}),
+        ...(hb.kvCache !== undefined ? { kvCache: hb.kvCache } : {}),
+      });
     }
   }
   for (const engine of hb.engines) {
@@ -80,13 +90,17 @@ export const heartbeatRoutes = new Hono<AppEnv>().post(HEARTBEAT_PATH, async (c)
     byPool.get(pool)?.engines.push(engine);
     accepted.push(engine.model);
   }
-  await Promise.all([...byPool].map(([pool, beat]) => c.env.POOL.getByName(pool).heartbeat(beat, pool)));
+  const pools = await Promise.all([...byPool].map(([pool, beat]) => c.env.POOL.getByName(pool).heartbeat(beat, pool)));
+  // L2 membership: the union over the node's pools of what the region's live nodes advertise. Only
+  // sent when someone advertises, so agents configured with their own list keep it.
+  const advertised = pools.flatMap((p) => p.cacheServers ?? []);
   const reply: HeartbeatReply = {
     ok: true,
     accepted,
     ignored,
     draining: node.drained,
     intervalMs: numberVar(c.env.HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_INTERVAL_MS),
+    ...(advertised.length > 0 ? { cacheServers: [...new Set(advertised)].sort() } : {}),
   };
   return c.json(reply);
 });

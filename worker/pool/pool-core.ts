@@ -16,7 +16,8 @@ import { buildStrategies } from "../routing/registry";
 import { TenantTokens } from "../routing/tenant-tokens";
 import { formatStrategySpec } from "../routing/spec";
 import type { NodeView, PoolRoutingState, RoutingContext, RoutingStrategy } from "../routing/strategy";
-import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type NodeStatus, type PoolHeartbeat, type PoolNodeSnapshot, type PoolSnapshot, type PoolTenantCounters, type ReleaseInput, type RouteInput, type RouteResult } from "./types";
+import type { KvCacheReport } from "../../protocol/heartbeat";
+import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type NodeStatus, type PoolHeartbeat, type PoolHeartbeatReply, type PoolNodeSnapshot, type PoolSnapshot, type PoolTenantCounters, type ReleaseInput, type RouteInput, type RouteResult } from "./types";
 
 export interface NodeEntry {
   nodeId: string;
@@ -38,6 +39,9 @@ export interface NodeEntry {
   /** Engine's running total of evicted KV tokens at the last beat, and its cache epoch. */
   kvEvictedTokens: number | null;
   kvEpoch: string | null;
+  /** The node's advertised L2 cache server and its last KV-tier report (the same on each of its rows). */
+  cacheServer: string | null;
+  kvCache: KvCacheReport | null;
 }
 
 export interface Lease {
@@ -202,7 +206,7 @@ export class PoolCore {
   }
 
   /** Records a heartbeat for every engine of the node that serves a model of this pool. */
-  heartbeat(hb: PoolHeartbeat): { draining: boolean } {
+  heartbeat(hb: PoolHeartbeat): PoolHeartbeatReply {
     const now = this.now();
     const reported = new Set<string>();
     for (const e of hb.engines) {
@@ -232,6 +236,8 @@ export class PoolCore {
         failedAt: prev?.failedAt ?? null,
         kvEvictedTokens: e.kvEvictedTokens ?? null,
         kvEpoch: e.kvEpoch ?? null,
+        cacheServer: hb.cacheServer ?? null,
+        kvCache: hb.kvCache ?? null,
       };
       this.nodes.set(k, entry);
       this.routedSinceBeat.delete(hb.nodeId);
@@ -242,7 +248,23 @@ export class PoolCore {
     for (const [k, n] of this.nodes) if (n.nodeId === hb.nodeId && !reported.has(k)) this.forget(n);
     // A node that came back, or whose engine stopped queueing, has room for waiting requests.
     if (this.queue.size > 0) this.dispatch();
-    return { draining: hb.drained };
+    const cacheServers = this.cacheServersOf(hb.region, now);
+    return cacheServers.length > 0 ? { draining: hb.drained, cacheServers } : { draining: hb.drained };
+  }
+
+  /**
+   * The L2 membership the edge hands a region's agents: what its live nodes advertise. Lost and
+   * left nodes drop out (their server may be gone with them); unhealthy or draining ones stay, as
+   * their agent — and the cache server beside it — still beats.
+   */
+  cacheServersOf(region: string, now = this.now()): string[] {
+    const servers = new Set<string>();
+    for (const n of this.nodes.values()) {
+      if (n.region !== region || n.cacheServer === null) continue;
+      const s = this.status(n, now);
+      if (s !== "lost" && s !== "left") servers.add(n.cacheServer);
+    }
+    return [...servers].sort();
   }
 
   /** What the engine dropped since the last beat leaves the prefix index too. */
@@ -657,6 +679,8 @@ export class PoolCore {
         lastHeartbeatAt: n.lastHeartbeatAt,
         prefixBlocks: this.routing.prefixIndex.blocksOf(n.nodeId),
         prefillBacklogTokens: Math.round(this.backlogTokens(n.nodeId, now)),
+        cacheServer: n.cacheServer,
+        kvCache: n.kvCache,
       }))
       .sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.model.localeCompare(b.model));
     const waiting: Record<string, number> = {};

@@ -4,12 +4,12 @@
  * (so a restart loses neither), and keeps a sweep alarm armed while there is anything to sweep.
  */
 import { DurableObject } from "cloudflare:workers";
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, HEARTBEAT_MISSES } from "../../protocol/heartbeat";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, HEARTBEAT_MISSES, type KvCacheReport, kvCacheReportSchema } from "../../protocol/heartbeat";
 import type { Env } from "../env";
 import { numberVar } from "../env";
 import { type Lease, type NodeEntry, PoolCore, type PoolStore } from "./pool-core";
 import { migrate } from "./storage";
-import type { PoolHeartbeat, PoolSnapshot, ReleaseInput, RouteInput, RouteResult } from "./types";
+import type { PoolHeartbeat, PoolHeartbeatReply, PoolSnapshot, ReleaseInput, RouteInput, RouteResult } from "./types";
 
 const SWEEP_INTERVAL_MS = 15_000;
 
@@ -18,10 +18,12 @@ function sqlStore(sql: SqlStorage): PoolStore {
     putNode: (n) =>
       sql.exec(
         `INSERT OR REPLACE INTO pool_nodes (node_id, model, region, url, engine, healthy, running, waiting, max_concurrency,
-           kv_usage, kv_capacity_tokens, last_heartbeat_at, sent_at, draining, left_at, failed_at, kv_evicted_tokens, kv_epoch)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           kv_usage, kv_capacity_tokens, last_heartbeat_at, sent_at, draining, left_at, failed_at, kv_evicted_tokens, kv_epoch,
+           cache_server, kv_cache)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         n.nodeId, n.model, n.region, n.url, n.engine, n.healthy ? 1 : 0, n.running, n.waiting, n.maxConcurrency, n.kvUsage,
         n.kvCapacityTokens, n.lastHeartbeatAt, n.sentAt, n.draining ? 1 : 0, n.leftAt, n.failedAt, n.kvEvictedTokens, n.kvEpoch,
+        n.cacheServer, n.kvCache === null ? null : JSON.stringify(n.kvCache),
       ),
     deleteNode: (nodeId, model) => sql.exec("DELETE FROM pool_nodes WHERE node_id = ? AND model = ?", nodeId, model),
     putLease: (id, l) =>
@@ -35,6 +37,17 @@ function sqlStore(sql: SqlStorage): PoolStore {
       for (const [tenant, counter] of entries) sql.exec("INSERT OR REPLACE INTO vtc_counters (tenant_id, counter) VALUES (?, ?)", tenant, counter);
     },
   };
+}
+
+/** A stored tier report; one that no longer parses (schema moved on) is dropped, not fatal. */
+function parseKvCache(v: SqlStorageValue | undefined): KvCacheReport | null {
+  if (typeof v !== "string") return null;
+  try {
+    const r = kvCacheReportSchema.safeParse(JSON.parse(v));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
 }
 
 function readNodes(sql: SqlStorage): NodeEntry[] {
@@ -57,6 +70,8 @@ function readNodes(sql: SqlStorage): NodeEntry[] {
     failedAt: r.failed_at === null ? null : Number(r.failed_at),
     kvEvictedTokens: r.kv_evicted_tokens === null ? null : Number(r.kv_evicted_tokens),
     kvEpoch: r.kv_epoch === null ? null : String(r.kv_epoch),
+    cacheServer: r.cache_server === null ? null : String(r.cache_server),
+    kvCache: parseKvCache(r.kv_cache),
   }));
 }
 
@@ -111,7 +126,7 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   /** Records a heartbeat for every engine of the node that serves a model of this pool. */
-  async heartbeat(hb: PoolHeartbeat, pool?: string): Promise<{ draining: boolean }> {
+  async heartbeat(hb: PoolHeartbeat, pool?: string): Promise<PoolHeartbeatReply> {
     this.rememberName(pool);
     const out = this.core.heartbeat(hb);
     await this.ensureSweep();

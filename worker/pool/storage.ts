@@ -42,6 +42,9 @@ const MIGRATIONS: string[] = [
    ALTER TABLE inflight ADD COLUMN charged REAL NOT NULL DEFAULT 0;
    ALTER TABLE inflight ADD COLUMN tenant_weight REAL NOT NULL DEFAULT 1;
    ALTER TABLE inflight ADD COLUMN output_charged INTEGER NOT NULL DEFAULT 0;`,
+  // v4: KV tiers — the node's advertised L2 cache server and its last tier report (JSON).
+  `ALTER TABLE pool_nodes ADD COLUMN cache_server TEXT;
+   ALTER TABLE pool_nodes ADD COLUMN kv_cache TEXT;`,
 ];
 
 export function migrate(sql: SqlStorage): void {

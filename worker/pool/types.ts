@@ -1,5 +1,5 @@
 /** RPC payloads of the pool Durable Object (worker ↔ PoolObject). */
-import type { EngineLoadReport } from "../../protocol/heartbeat";
+import type { EngineLoadReport, KvCacheReport } from "../../protocol/heartbeat";
 import type { TokenUsage } from "../../protocol/usage";
 import type { PromptInfo, WeightedStrategy } from "../routing/strategy";
 
@@ -15,6 +15,19 @@ export interface PoolHeartbeat {
   leaving: boolean;
   /** Engines of this node for models of this pool. */
   engines: EngineLoadReport[];
+  /** The L2 cache server the node advertises (`host:port`). */
+  cacheServer?: string;
+  /** The node's KV tiers at this beat (capacity, hit rates). */
+  kvCache?: KvCacheReport;
+}
+
+export interface PoolHeartbeatReply {
+  draining: boolean;
+  /**
+   * Cache servers advertised by the live (not lost, not left) nodes of the beating node's region in
+   * this pool, sorted; absent when none of them advertises one.
+   */
+  cacheServers?: string[];
 }
 
 export interface RouteInput {
@@ -97,6 +110,10 @@ export interface PoolNodeSnapshot {
   prefixBlocks: number;
   /** Prefill tokens routed there and not yet worked off (estimate). */
   prefillBacklogTokens: number;
+  /** The cache server the node advertises, if any. */
+  cacheServer: string | null;
+  /** The node's last KV-tier report, if its agent runs tiers. */
+  kvCache: KvCacheReport | null;
 }
 
 /**

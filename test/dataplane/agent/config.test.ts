@@ -117,10 +117,18 @@ describe("parseAgentConfig", () => {
     ["unknown engine field", minimal({ engines: [{ kind: "openai", model: "llama", url: "http://127.0.0.1:1", maxConcurency: 3 }] }), {}, "engines[0]"],
     ["heartbeat too fast", minimal({ edge: { url: "https://edge.example.com", nodeSecret: SECRET, heartbeatIntervalMs: 10 } }), {}, "edge.heartbeatIntervalMs"],
     ["negative maxWaiting", minimal({ queue: { maxWaiting: -1 } }), {}, "queue.maxWaiting"],
+    ["cache server without a port", minimal({ advertiseCacheServer: "10.0.0.7" }), {}, "advertiseCacheServer"],
+    ["cache server from env as a URL", minimal(), { SWITCHYARD_ADVERTISE_CACHE_SERVER: "tcp://10.0.0.7:7400" }, "advertiseCacheServer"],
   ])("%s → ConfigError naming %s", (_name, raw, env, field) => {
     const err = configError(() => parseAgentConfig(raw, "/etc/switchyard/agent.json", env));
     expect(err.message).toContain("/etc/switchyard/agent.json");
     expect(err.message).toMatch(new RegExp(`^  ${field.replace(/[[\].()]/g, "\\$&")}: `, "m"));
+  });
+
+  it("takes the advertised cache server from the file or the environment", () => {
+    expect(parseAgentConfig(minimal({ advertiseCacheServer: "[fd00::7]:7400" }), "x.json").advertiseCacheServer).toBe("[fd00::7]:7400");
+    expect(parseAgentConfig(minimal(), "x.json", { SWITCHYARD_ADVERTISE_CACHE_SERVER: "10.0.0.7:7400" }).advertiseCacheServer).toBe("10.0.0.7:7400");
+    expect(parseAgentConfig(minimal(), "x.json").advertiseCacheServer).toBeUndefined();
   });
 
   it("refuses a previous secret with the current secret's version (it would shadow the current one)", () => {
