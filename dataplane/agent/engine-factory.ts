@@ -4,7 +4,7 @@
  * Other engines (and every engine of an agent without `kvCache`) come from the registry as they are.
  */
 import type { EngineAdapter } from "../engines/engine";
-import { createEngine, type EngineConfig } from "../engines/registry";
+import { createEngine, engineLog, type EngineConfig } from "../engines/registry";
 import { kvBytesPerToken } from "../engines/sim/config";
 import type { AgentKvTiers } from "../kvcache/agent-tiers";
 import { modelIdentityFromName } from "../kvcache/keys";
@@ -16,7 +16,7 @@ export async function createAgentEngine(config: EngineConfig, log: Logger, kv?: 
   switch (config.kind) {
     case "llamacpp": {
       const { createLlamaCppEngine } = await import("../engines/llamacpp/adapter");
-      return createLlamaCppEngine(config, { kvTiers: kv.forEngine(config.model, log.child({ component: "kv-tiers" })) });
+      return createLlamaCppEngine(config, { kvTiers: kv.forEngine(config.model, log.child({ component: "kv-tiers" })), log: engineLog(config, log) });
     }
     case "sim": {
       const { createSimEngine } = await import("../engines/sim/adapter");
@@ -26,7 +26,7 @@ export async function createAgentEngine(config: EngineConfig, log: Logger, kv?: 
       const identity =
         tiers.configuredIdentity ?? modelIdentityFromName(`sim:${config.model}`, `L${shape.layers}.H${shape.kvHeads}.D${shape.headDim}.B${shape.dtypeBytes}.bs${config.blockSize}`);
       const lowerTier = new SimKvLowerTier(tiers, { identity, blockSize: config.blockSize, blockBytes: config.blockSize * kvBytesPerToken(shape) });
-      return createSimEngine(config, { lowerTier });
+      return createSimEngine(config, { lowerTier, log: engineLog(config, log) });
     }
     default:
       return createEngine(config, log);

@@ -7,12 +7,13 @@
 import { Hono } from "hono";
 import { HeaderNames } from "../../protocol/headers";
 import { ApiError } from "../../protocol/openai-error";
-import { type Endpoint, validateGenerationRequest } from "../../protocol/openai-request";
+import { type Endpoint, type GenerationRequest, validateGenerationRequest } from "../../protocol/openai-request";
 import type { EngineAdapter } from "../engines/engine";
 import type { Logger } from "../lib/log";
 import type { Admission, Release } from "./admission";
 import type { InboundVerifier } from "./inbound-auth";
 import type { AgentMetrics } from "./metrics";
+import { ResponseMeter } from "./response-meter";
 
 const MAX_INBOUND_BYTES = 8 * 1024 * 1024;
 
@@ -39,8 +40,12 @@ function parseBody(bytes: Uint8Array): unknown {
   }
 }
 
-/** Wraps a response body so `onEnd` runs exactly once however it ends, and the first byte is timed. */
-function watchBody(body: ReadableStream<Uint8Array>, onFirstByte: () => void, onEnd: (outcome: "completed" | "cancelled" | "failed") => void): ReadableStream<Uint8Array> {
+/** Wraps a response body so `onEnd` runs exactly once however it ends, and every chunk is seen as it passes. */
+function watchBody(
+  body: ReadableStream<Uint8Array>,
+  onChunk: (chunk: Uint8Array, first: boolean) => void,
+  onEnd: (outcome: "completed" | "cancelled" | "failed") => void,
+): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let first = true;
   let ended = false;
@@ -59,10 +64,8 @@ function watchBody(body: ReadableStream<Uint8Array>, onFirstByte: () => void, on
           end("completed");
           return;
         }
-        if (first) {
-          first = false;
-          onFirstByte();
-        }
+        onChunk(value, first);
+        first = false;
         controller.enqueue(value);
       } catch (err) {
         controller.error(err);
@@ -111,15 +114,42 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
 
   const generation = (endpoint: Endpoint) => async (c: import("hono").Context) => {
     const arrived = performance.now();
-    const raw = await signedBody(c.req.raw);
-    const body = validateGenerationRequest(endpoint, parseBody(raw));
     const requestId = c.req.header(HeaderNames.requestId) ?? crypto.randomUUID();
     const tenantId = c.req.header(HeaderNames.tenant);
-    const cacheNamespace = c.req.header(HeaderNames.cacheNamespace);
-    const slot = deps.engines.get(body.model);
-    if (!slot) throw new ApiError(404, `This node does not serve the model '${body.model}'.`, { param: "model", code: "model_not_found" });
+    // Refusals count too (bad requests, a full queue, an unknown model): an operator must see them.
+    // The model label is only ever one this node serves, so clients cannot mint new series.
+    let served = "";
+    try {
+      const raw = await signedBody(c.req.raw);
+      const parsed = parseBody(raw);
+      const named = (parsed as { model?: unknown } | null)?.model;
+      if (typeof named === "string" && deps.engines.has(named)) served = named;
+      const body = validateGenerationRequest(endpoint, parsed);
+      const slot = deps.engines.get(body.model);
+      if (!slot) throw new ApiError(404, `This node does not serve the model '${body.model}'.`, { param: "model", code: "model_not_found" });
+      return await serve(endpoint, arrived, requestId, tenantId, slot, body, raw, c.req.raw);
+    } catch (err) {
+      if (err instanceof ApiError) {
+        deps.metrics.requests.inc({ model: served, endpoint, status: String(err.status) });
+        deps.log.info("request_refused", { requestId, model: served || undefined, tenant: tenantId, status: err.status, code: err.code });
+      }
+      throw err;
+    }
+  };
+
+  async function serve(
+    endpoint: Endpoint,
+    arrived: number,
+    requestId: string,
+    tenantId: string | undefined,
+    slot: EngineSlot,
+    body: GenerationRequest,
+    raw: Uint8Array,
+    req: Request,
+  ): Promise<Response> {
+    const cacheNamespace = req.headers.get(HeaderNames.cacheNamespace);
     const log = deps.log.child({ requestId, model: body.model });
-    const signal = c.req.raw.signal;
+    const signal = req.signal;
     const release: Release = await slot.admission.acquire(signal);
     let response: Response;
     try {
@@ -128,28 +158,46 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
       release();
       throw err;
     }
-    const labels = { model: body.model, endpoint, status: String(response.status) };
+    const model = { model: body.model };
+    const labels = { ...model, endpoint, status: String(response.status) };
     if (!response.body) {
       release();
       deps.metrics.requests.inc(labels);
       return response;
     }
+    const meter = new ResponseMeter(response.headers.get("content-type"));
     const watched = watchBody(
       response.body,
-      () => deps.metrics.ttft.observe({ model: body.model }, (performance.now() - arrived) / 1000),
+      (chunk, first) => {
+        const now = performance.now();
+        if (first) deps.metrics.ttft.observe(model, (now - arrived) / 1000);
+        meter.push(chunk, now);
+      },
       (outcome) => {
         release();
         deps.metrics.requests.inc(labels);
         const seconds = (performance.now() - arrived) / 1000;
-        deps.metrics.duration.observe({ model: body.model }, seconds);
-        log.info("request_done", { tenant: tenantId, status: response.status, outcome, ms: Math.round(seconds * 1000) });
+        deps.metrics.duration.observe(model, seconds);
+        const usage = meter.result();
+        if (usage.tpotSeconds !== undefined) deps.metrics.tpot.observe(model, usage.tpotSeconds);
+        deps.metrics.promptTokens.inc(model, usage.promptTokens);
+        deps.metrics.cachedPromptTokens.inc(model, usage.cachedTokens);
+        deps.metrics.generationTokens.inc(model, usage.completionTokens);
+        log.info("request_done", {
+          tenant: tenantId,
+          status: response.status,
+          outcome,
+          ms: Math.round(seconds * 1000),
+          ...(usage.hasUsage ? { promptTokens: usage.promptTokens, cachedTokens: usage.cachedTokens, completionTokens: usage.completionTokens } : {}),
+          ...(usage.tpotSeconds !== undefined ? { tpotMs: Math.round(usage.tpotSeconds * 10_000) / 10 } : {}),
+        });
       },
     );
     const headers = new Headers(response.headers);
     headers.set(HeaderNames.requestId, requestId);
     headers.set(HeaderNames.node, deps.nodeId);
     return new Response(watched, { status: response.status, headers });
-  };
+  }
 
   app.post("/v1/chat/completions", generation("chat"));
   app.post("/v1/completions", generation("completions"));

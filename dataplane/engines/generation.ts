@@ -6,6 +6,7 @@
 import type { Endpoint, GenerationRequest } from "../../protocol/openai-request";
 import { requestedMaxTokens, wantsUsageInStream } from "../../protocol/openai-request";
 import { ApiError } from "../../protocol/openai-error";
+import type { Logger } from "../lib/log";
 
 export type FinishReason = "stop" | "length" | "abort";
 
@@ -51,6 +52,25 @@ export interface RenderOptions {
   events: AsyncIterable<GenerationEvent>;
   /** Called once when rendering ends (normally, by error, or by cancellation). */
   onClose?: () => void;
+  /**
+   * The engine's log: one `generation_done` line per request with its id, token counts and how it
+   * ended, so a request followed from the edge and the agent is found in the engine too.
+   */
+  log?: Logger;
+}
+
+type Outcome = FinishReason | "cancelled" | "failed";
+
+function logDone(opts: RenderOptions, totals: Totals, outcome: Outcome, startedAt: number): void {
+  opts.log?.info("generation_done", {
+    requestId: opts.requestId,
+    model: opts.model,
+    promptTokens: totals.promptTokens,
+    cachedTokens: totals.cachedTokens,
+    completionTokens: totals.completionTokens,
+    outcome,
+    ms: Math.round(performance.now() - startedAt),
+  });
 }
 
 interface Totals {
@@ -85,11 +105,14 @@ function renderStream(opts: RenderOptions): Response {
   const created = Math.floor(Date.now() / 1000);
   const totals: Totals = { promptTokens: 0, cachedTokens: 0, completionTokens: 0 };
   const iterator = opts.events[Symbol.asyncIterator]();
+  const startedAt = performance.now();
+  let outcome: Outcome = "cancelled";
   let closed = false;
   const close = () => {
     if (closed) return;
     closed = true;
     opts.onClose?.();
+    logDone(opts, totals, outcome, startedAt);
   };
   const chunk = (choice: Record<string, unknown> | null, usage?: Totals) => {
     const body: Record<string, unknown> = {
@@ -137,6 +160,7 @@ function renderStream(opts: RenderOptions): Response {
               return;
             }
           } else {
+            outcome = ev.finishReason;
             controller.enqueue(chunk(choiceFor("", ev.finishReason === "abort" ? "stop" : ev.finishReason, false)));
             if (params.includeUsage) controller.enqueue(chunk(null, totals));
             return;
@@ -145,6 +169,7 @@ function renderStream(opts: RenderOptions): Response {
       } catch (err) {
         // Mid-stream failure: OpenAI has no error frame after 200, vLLM sends one as data; do the same.
         const message = err instanceof Error ? err.message : String(err);
+        outcome = "failed";
         controller.enqueue(encoder.encode(`data: ${JSON.stringify({ error: { message, type: "server_error", param: null, code: "engine_error" } })}\n\n`));
         controller.close();
         close();
@@ -164,6 +189,7 @@ function renderStream(opts: RenderOptions): Response {
 async function renderWhole(opts: RenderOptions): Promise<Response> {
   const { endpoint, model } = opts;
   const totals: Totals = { promptTokens: 0, cachedTokens: 0, completionTokens: 0 };
+  const startedAt = performance.now();
   let text = "";
   let finish: FinishReason = "stop";
   try {
@@ -178,10 +204,12 @@ async function renderWhole(opts: RenderOptions): Promise<Response> {
     }
   } catch (err) {
     opts.onClose?.();
+    logDone(opts, totals, "failed", startedAt);
     if (err instanceof ApiError) return err.toResponse();
     return new ApiError(500, err instanceof Error ? err.message : String(err), { code: "engine_error" }).toResponse();
   }
   opts.onClose?.();
+  logDone(opts, totals, finish, startedAt);
   const created = Math.floor(Date.now() / 1000);
   const finishReason = finish === "abort" ? "stop" : finish;
   const body =

@@ -14,11 +14,16 @@ export const engineConfigSchema = z.discriminatedUnion("kind", [llamaCppEngineCo
 export type EngineConfig = z.infer<typeof engineConfigSchema>;
 export type EngineConfigInput = z.input<typeof engineConfigSchema>;
 
+/** The engine's own log lines: `component: "engine"`, so they are told apart from the agent's. */
+export function engineLog(config: EngineConfig, log: Logger): Logger {
+  return log.child({ component: "engine", engine: config.kind, model: config.model });
+}
+
 export async function createEngine(config: EngineConfig, log: Logger): Promise<EngineAdapter> {
   switch (config.kind) {
     case "llamacpp": {
       const { createLlamaCppEngine } = await import("./llamacpp/adapter");
-      return createLlamaCppEngine(config);
+      return createLlamaCppEngine(config, { log: engineLog(config, log) });
     }
     case "openai": {
       const { createOpenAIEngine } = await import("./openai/adapter");
@@ -26,7 +31,7 @@ export async function createEngine(config: EngineConfig, log: Logger): Promise<E
     }
     case "sim": {
       const { createSimEngine } = await import("./sim/adapter");
-      return createSimEngine(config);
+      return createSimEngine(config, { log: engineLog(config, log) });
     }
   }
 }

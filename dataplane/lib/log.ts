@@ -19,17 +19,21 @@ export interface Logger {
   child(fields: Record<string, unknown>): Logger;
 }
 
-export function createLogger(base: Record<string, unknown>): Logger {
+/** Where lines go: by default warnings and errors to stderr, the rest to stdout. */
+export type LogSink = (line: string, level: LogLevel) => void;
+
+const stdio: LogSink = (line, level) => (level === "error" || level === "warn" ? process.stderr : process.stdout).write(`${line}\n`);
+
+export function createLogger(base: Record<string, unknown>, sink: LogSink = stdio): Logger {
   const emit = (level: LogLevel, event: string, fields?: Record<string, unknown>) => {
     if (order[level] < order[threshold]) return;
-    const line = JSON.stringify({ ts: new Date().toISOString(), level, ...base, event, ...fields });
-    (level === "error" || level === "warn" ? process.stderr : process.stdout).write(`${line}\n`);
+    sink(JSON.stringify({ ts: new Date().toISOString(), level, ...base, event, ...fields }), level);
   };
   return {
     debug: (e, f) => emit("debug", e, f),
     info: (e, f) => emit("info", e, f),
     warn: (e, f) => emit("warn", e, f),
     error: (e, f) => emit("error", e, f),
-    child: (fields) => createLogger({ ...base, ...fields }),
+    child: (fields) => createLogger({ ...base, ...fields }, sink),
   };
 }

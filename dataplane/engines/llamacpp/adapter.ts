@@ -24,6 +24,7 @@ import { PoolClosedError, SequencePool, type PoolSlot } from "./sequence-pool";
 import { IncrementalDetokenizer, StopMatcher } from "./text-stream";
 import { ensureTinyModel } from "./tiny-llama";
 import type { EngineKvTiers } from "../../kvcache/agent-tiers";
+import type { Logger } from "../../lib/log";
 import { LlamaCppKvTiers } from "./kv-tiers";
 
 interface Loaded {
@@ -50,6 +51,8 @@ interface Job {
 export interface LlamaCppEngineOptions {
   /** The agent's KV tiers: sequences are saved to them and prompts restored from them (kv-tiers.ts). */
   kvTiers?: EngineKvTiers;
+  /** The engine's log (one `generation_done` line per request); none when absent. */
+  log?: Logger;
 }
 
 export class LlamaCppEngine implements EngineAdapter {
@@ -64,8 +67,10 @@ export class LlamaCppEngine implements EngineAdapter {
   private stopping = false;
   private failed = false;
   private readonly kv: LlamaCppKvTiers | undefined;
+  private readonly log: Logger | undefined;
 
   constructor(config: LlamaCppEngineConfigInput, opts: LlamaCppEngineOptions = {}) {
+    this.log = opts.log;
     this.config = llamaCppEngineConfigSchema.parse(config);
     this.model = this.config.model;
     this.maxConcurrency = this.config.sequences;
@@ -195,6 +200,7 @@ export class LlamaCppEngine implements EngineAdapter {
         model: this.model,
         requestId: req.requestId,
         params,
+        ...(this.log ? { log: this.log } : {}),
         events: this.generate(loaded, { prompt, params, signal: controller.signal, namespace: req.cacheNamespace ?? "" }),
         onClose: () => {
           req.signal.removeEventListener("abort", abort);

@@ -165,8 +165,11 @@ export class OpenAIEngine implements EngineAdapter {
     } catch (err) {
       release();
       if (req.signal.aborted) throw new ApiError(499, "The client closed the request.", { code: "client_closed" });
+      this.log.warn("engine_request_failed", { requestId: req.requestId, model: this.model, error: err instanceof Error ? err.message : String(err) });
       throw new ApiError(502, `The engine at ${this.base.origin} could not be reached: ${err instanceof Error ? err.message : String(err)}`, { code: "engine_unreachable" });
     }
+    // The engine logs its side under the same id (vLLM takes X-Request-Id as its request id).
+    if (res.statusCode >= 400) this.log.warn("engine_error_status", { requestId: req.requestId, model: this.model, status: res.statusCode });
     res.body.once("close", release);
     res.body.once("error", release);
     const headers = new Headers({ "content-type": String(res.headers["content-type"] ?? "application/json") });

@@ -12,6 +12,7 @@
  * const res = await engine.handle({ requestId, endpoint: "chat", body, rawBody, signal });
  * ```
  */
+import type { Logger } from "../../lib/log";
 import type { EngineAdapter, EngineLoad, EngineRequest } from "../engine";
 import { generationParams, renderGeneration, type GenerationEvent, type GenerationParams } from "../generation";
 import { requestedMaxTokens } from "../../../protocol/openai-request";
@@ -80,6 +81,8 @@ function promptSeed(tokens: readonly number[]): number {
 export interface SimEngineOptions {
   /** A lower KV tier for the core (issue 6). */
   lowerTier?: KvLowerTier;
+  /** The engine's log (one `generation_done` line per request); none when absent. */
+  log?: Logger;
 }
 
 export class SimEngine implements EngineAdapter {
@@ -91,8 +94,10 @@ export class SimEngine implements EngineAdapter {
   readonly core: EngineCore;
   private started = false;
   private stopped = false;
+  private readonly log: Logger | undefined;
 
   constructor(config: SimEngineConfigInput, opts: SimEngineOptions = {}) {
+    this.log = opts.log;
     this.config = simEngineConfigSchema.parse(config);
     this.model = this.config.model;
     this.maxConcurrency = maxConcurrency(this.config);
@@ -133,7 +138,7 @@ export class SimEngine implements EngineAdapter {
       const tokens = promptTokens(req.endpoint, req.body);
       const params = this.resolveParams(req, tokens.length);
       const events = this.generate(req, tokens, params);
-      return await renderGeneration({ endpoint: req.endpoint, model: this.model, requestId: req.requestId, params, events });
+      return await renderGeneration({ endpoint: req.endpoint, model: this.model, requestId: req.requestId, params, events, ...(this.log ? { log: this.log } : {}) });
     } catch (err) {
       if (err instanceof ApiError) return err.toResponse();
       if (err instanceof SimRequestError) return new ApiError(400, err.message, { code: err.code, param: err.param }).toResponse();

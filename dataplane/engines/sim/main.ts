@@ -10,6 +10,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../../lib/config-error";
+import { createLogger } from "../../lib/log";
 import { simEngineConfigSchema } from "./config";
 import { startSimServer } from "./server";
 
@@ -52,7 +53,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   }
   const config = parseConfig(simEngineConfigSchema, raw, values.config ?? "command-line flags");
   const kvEventsPort = numberFlag("kvEventsPort", values["kv-events-port"]);
+  // Like vLLM, one line per request under the request id it was given (X-Request-Id).
+  const log = createLogger({ component: "engine", engine: "sim", model: config.model });
   const server = await startSimServer({
+    log,
     port: Number(values.port),
     host: values.host,
     config,
@@ -60,9 +64,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     ...(kvEventsPort !== undefined ? { kvEvents: { port: kvEventsPort } } : {}),
   });
   const load = server.engine.load();
-  process.stdout.write(
-    `${JSON.stringify({ ts: new Date().toISOString(), level: "info", event: "sim_server_listening", url: server.url, kvEvents: server.kvEventsEndpoint, model: config.model, timeScale: config.timeScale, kvCapacityTokens: load.kvCapacityTokens })}\n`,
-  );
+  log.info("sim_server_listening", { url: server.url, kvEvents: server.kvEventsEndpoint, timeScale: config.timeScale, kvCapacityTokens: load.kvCapacityTokens });
   const shutdown = () => {
     void server.close().then(() => process.exit(0));
   };

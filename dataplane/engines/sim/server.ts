@@ -20,6 +20,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import { Hono } from "hono";
 import { ApiError } from "../../../protocol/openai-error";
 import { type ChatMessage, type Endpoint, validateGenerationRequest } from "../../../protocol/openai-request";
+import type { Logger } from "../../lib/log";
 import { createSimEngine, type SimEngine } from "./adapter";
 import type { SimEngineConfigInput } from "./config";
 import { KvEventPublisher } from "./kv-events-zmq";
@@ -32,6 +33,11 @@ const encoder = new TextEncoder();
 export interface SimAppOptions {
   /** Bearer token required on /v1/* and /tokenize (vLLM's --api-key). */
   apiKey?: string;
+  /**
+   * JSON-lines log: requests refused here, with their `X-Request-Id` as `requestId` (the engine
+   * itself logs `generation_done` under the same id when it was created with this log).
+   */
+  log?: Logger;
 }
 
 function parseJson(text: string): unknown {
@@ -58,9 +64,10 @@ function cacheSalt(body: object): string | undefined {
 /** The Hono app serving `engine` (already started). */
 export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono {
   const app = new Hono();
-  app.onError((err) => {
-    if (err instanceof ApiError) return err.toResponse();
-    return new ApiError(500, err instanceof Error ? err.message : String(err), { code: "engine_error" }).toResponse();
+  app.onError((err, c) => {
+    const failure = err instanceof ApiError ? err : new ApiError(500, err instanceof Error ? err.message : String(err), { code: "engine_error" });
+    opts.log?.[failure.status >= 500 ? "error" : "info"]("request_refused", { requestId: c.req.header("x-request-id"), path: c.req.path, status: failure.status, code: failure.code });
+    return failure.toResponse();
   });
 
   const authorize = (req: Request) => {
@@ -138,6 +145,7 @@ export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono 
 }
 
 export interface SimServerOptions extends SimAppOptions {
+  // `log`, when given, is also the engine's: one `generation_done` line per request.
   /** 0 picks a free port. Default 8000 (vLLM's). */
   port?: number;
   host?: string;
@@ -155,7 +163,7 @@ export interface RunningSimServer {
 }
 
 export async function startSimServer(opts: SimServerOptions): Promise<RunningSimServer> {
-  const engine = createSimEngine(opts.config);
+  const engine = createSimEngine(opts.config, opts.log ? { log: opts.log } : {});
   await engine.start();
   const host = opts.host ?? "127.0.0.1";
   const app = createSimApp(engine, opts);

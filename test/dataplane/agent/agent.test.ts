@@ -634,11 +634,15 @@ describe("agent serving", () => {
     await waitFor(() => edge.beats.some((b) => !b.beat.engines[0]!.healthy), "an unhealthy heartbeat");
   });
 
-  it("/metrics exposes request counts, TTFT, and queue and engine gauges", async () => {
+  it("/metrics exposes request counts, TTFT, TPOT, tokens, and queue and engine gauges", async () => {
     engine = new FakeEngine();
     agent = await start(engine);
-    for (let i = 0; i < 2; i++) await (await call("/v1/chat/completions", chat({ stream: true }))).text();
+    await (await call("/v1/chat/completions", chat({ stream: true }))).text();
+    await (await call("/v1/chat/completions", chat({ stream: true, stream_options: { include_usage: true } }))).text();
     await (await call("/v1/completions", { model: MODEL, prompt: "x" })).text();
+    // Refusals are requests too; a model this node does not serve never becomes a label.
+    expect((await call("/v1/chat/completions", chat({ model: "not-here" }))).status).toBe(404);
+    expect((await call("/v1/chat/completions", { model: MODEL })).status).toBe(400);
     // Counted when the body ends.
     await waitFor(() => agent.engines.get(MODEL)!.admission.running === 0, "requests to finish");
     const res = await fetch(`${agent.url}/metrics`);
@@ -649,6 +653,16 @@ describe("agent serving", () => {
     expect(sumOf(m, "switchyard_agent_ttft_seconds_count", { model: MODEL })).toBe(3);
     expect(sumOf(m, "switchyard_agent_ttft_seconds_bucket", { model: MODEL, le: "+Inf" })).toBe(3);
     expect(sumOf(m, "switchyard_agent_request_duration_seconds_count", { model: MODEL })).toBe(3);
+    expect(sumOf(m, "switchyard_agent_requests_total", { model: "", endpoint: "chat", status: "404" })).toBe(1);
+    expect(sumOf(m, "switchyard_agent_requests_total", { model: MODEL, endpoint: "chat", status: "400" })).toBe(1);
+    expect(m.some((x) => x.labels.model === "not-here")).toBe(false);
+    // TPOT: the two streamed requests (4 tokens each); the whole response has no token timing.
+    expect(sumOf(m, "switchyard_agent_tpot_seconds_count", { model: MODEL })).toBe(2);
+    expect(sumOf(m, "switchyard_agent_tpot_seconds_sum", { model: MODEL })).toBeGreaterThanOrEqual(0);
+    // Tokens as the engine reported them: the streamed request that asked for usage, and the whole one.
+    expect(sumOf(m, "switchyard_agent_prompt_tokens_total", { model: MODEL })).toBe(10);
+    expect(sumOf(m, "switchyard_agent_generation_tokens_total", { model: MODEL })).toBe(8);
+    expect(sumOf(m, "switchyard_agent_cached_prompt_tokens_total", { model: MODEL })).toBe(0);
     expect(sumOf(m, "switchyard_agent_queue_waiting", { model: MODEL, engine: "fake" })).toBe(0);
     expect(sumOf(m, "switchyard_agent_queue_running", { model: MODEL, engine: "fake" })).toBe(0);
     expect(sumOf(m, "switchyard_engine_kv_usage_ratio", { model: MODEL })).toBe(0.25);

@@ -8,11 +8,14 @@ import { startSimServer, type RunningSimServer } from "../../../dataplane/engine
 import { loadFromMetrics } from "../../../dataplane/engines/openai/engine-load";
 import { parsePrometheusText } from "../../../dataplane/engines/openai/prometheus-text";
 import type { KvEventBatch } from "../../../dataplane/engines/sim/kv-cache";
+import { createLogger } from "../../../dataplane/lib/log";
 
 let server: RunningSimServer;
+const logLines: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
-  server = await startSimServer({ port: 0, config: { kind: "sim", model: "llama-3-8b", timeScale: 50, maxNumSeqs: 2, kvCapacityTokens: 65_536 } });
+  const log = createLogger({ component: "engine", engine: "sim" }, (line) => logLines.push(JSON.parse(line) as Record<string, unknown>));
+  server = await startSimServer({ port: 0, log, config: { kind: "sim", model: "llama-3-8b", timeScale: 50, maxNumSeqs: 2, kvCapacityTokens: 65_536 } });
 });
 afterAll(() => server?.close());
 
@@ -128,6 +131,16 @@ describe("sim server", () => {
     const stored = batch!.events.find((e) => e.type === "BlockStored")!;
     expect(stored).toMatchObject({ type: "BlockStored", block_size: 16, lora_id: null, medium: "GPU" });
     if (stored.type === "BlockStored") expect(stored.token_ids.length).toBe(16 * stored.block_hashes.length);
+  });
+
+  it("logs a JSON line per request under the X-Request-Id it was given, as vLLM names its requests", async () => {
+    const headers = { "content-type": "application/json", "x-request-id": "req-logged-1" };
+    const ok = await fetch(`${server.url}/v1/completions`, { method: "POST", headers, body: JSON.stringify({ model: "llama-3-8b", prompt: "Hello", max_tokens: 3, ignore_eos: true }) });
+    expect(((await ok.json()) as { id: string }).id).toBe("cmpl-req-logged-1");
+    expect(logLines.find((l) => l.requestId === "req-logged-1")).toMatchObject({ component: "engine", event: "generation_done", completionTokens: 3, outcome: "length" });
+    const bad = await fetch(`${server.url}/v1/completions`, { method: "POST", headers: { ...headers, "x-request-id": "req-logged-2" }, body: JSON.stringify({ model: "nope", prompt: "x" }) });
+    expect(bad.status).toBe(404);
+    expect(logLines.find((l) => l.requestId === "req-logged-2")).toMatchObject({ event: "request_refused", status: 404, code: "model_not_found" });
   });
 
   it("answers errors in OpenAI's shape", async () => {
