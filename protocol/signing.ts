@@ -125,10 +125,15 @@ export async function verifyRequest(input: VerifyInput): Promise<VerifyResult> {
 
 /**
  * Remembers nonces for the signature window so an exact replay inside the window is refused.
- * Memory is bounded: entries expire with the window and the map is capped.
+ * Memory is bounded: entries expire with the window and the map is capped. When a flood of fresh
+ * nonces fills it with live entries, the oldest is dropped and its timestamp becomes that node's
+ * floor: nothing signed at or before the floor is accepted any more, so a dropped nonce can never be
+ * replayed. Under such a flood the cache fails closed for old timestamps rather than forgetting.
  */
 export class NonceCache {
   private readonly seen = new Map<string, number>();
+  /** Per node: the newest timestamp among nonces dropped while still live. */
+  private readonly floors = new Map<string, number>();
   /** A full cache scans for expired entries at most once a second, so a flood costs O(1) per nonce. */
   private lastPruneMs = Number.NEGATIVE_INFINITY;
   constructor(
@@ -139,11 +144,18 @@ export class NonceCache {
   remember(nodeId: string, nonce: string, timestampMs: number, nowMs = Date.now()): boolean {
     const key = `${nodeId}\u0000${nonce}`;
     if (this.seen.has(key)) return false;
+    if (timestampMs <= (this.floors.get(nodeId) ?? Number.NEGATIVE_INFINITY)) return false;
     if (this.seen.size >= this.maxEntries && nowMs - this.lastPruneMs >= 1_000) this.prune(nowMs);
-    // Still full after pruning means a flood of fresh nonces: drop the oldest rather than grow.
+    // Still full after pruning means a flood of fresh nonces: drop the oldest rather than grow, and
+    // raise its node's floor so the dropped nonce stays refused.
     if (this.seen.size >= this.maxEntries) {
-      const oldest = this.seen.keys().next().value;
-      if (oldest !== undefined) this.seen.delete(oldest);
+      const oldest = this.seen.entries().next().value;
+      if (oldest !== undefined) {
+        const [oldKey, oldTs] = oldest;
+        this.seen.delete(oldKey);
+        const node = oldKey.slice(0, oldKey.indexOf("\u0000"));
+        this.floors.set(node, Math.max(this.floors.get(node) ?? Number.NEGATIVE_INFINITY, oldTs));
+      }
     }
     this.seen.set(key, timestampMs);
     return true;
@@ -153,6 +165,7 @@ export class NonceCache {
     this.lastPruneMs = nowMs;
     // Entries older than two windows can no longer pass the timestamp check, so forgetting them is safe.
     for (const [key, ts] of this.seen) if (nowMs - ts > 2 * this.windowMs) this.seen.delete(key);
+    for (const [node, floor] of this.floors) if (nowMs - floor > 2 * this.windowMs) this.floors.delete(node);
   }
 
   get size(): number {

@@ -12,6 +12,7 @@ import type { EngineAdapter } from "../engines/engine";
 import type { Logger } from "../lib/log";
 import type { Admission, Release } from "./admission";
 import type { InboundVerifier } from "./inbound-auth";
+import { readInboundBody } from "./inbound-body";
 import type { AgentMetrics } from "./metrics";
 import { ResponseMeter } from "./response-meter";
 
@@ -98,10 +99,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
 
   /** Reads and authenticates a signed request; returns its body bytes. */
   async function signedBody(req: Request): Promise<Uint8Array> {
-    const declared = Number(req.headers.get("content-length") ?? "0");
-    if (declared > MAX_INBOUND_BYTES) throw new ApiError(413, "Request body too large.", { code: "request_too_large" });
-    const bytes = new Uint8Array(await req.arrayBuffer());
-    if (bytes.byteLength > MAX_INBOUND_BYTES) throw new ApiError(413, "Request body too large.", { code: "request_too_large" });
+    const bytes = await readInboundBody(req, MAX_INBOUND_BYTES);
     const url = new URL(req.url);
     const verdict = await deps.verifier.verify(req.method, url.pathname + url.search, bytes, req.headers);
     if (!verdict.ok) {

@@ -223,18 +223,44 @@ describe("NonceCache", () => {
     expect(c.remember("a", "old", NOW, NOW + 2_001)).toBe(true);
   });
 
-  it("never grows past its cap under a flood of fresh nonces", () => {
+  it("never grows past its cap under a flood of fresh nonces, and a dropped nonce still cannot be replayed", () => {
     const cap = 1_000;
     const c = new NonceCache(30_000, cap);
     let max = 0;
+    // One signed request per millisecond for 20 s: all inside the window, 20x the cap.
     for (let i = 0; i < 20_000; i++) {
-      expect(c.remember("n", `flood-${i}`, NOW, NOW)).toBe(true);
+      expect(c.remember("n", `flood-${i}`, NOW + i, NOW + i)).toBe(true);
       max = Math.max(max, c.size);
     }
     expect(max).toBe(cap);
     // The most recent nonces are still refused (the oldest were dropped first).
-    expect(c.remember("n", "flood-19999", NOW, NOW)).toBe(false);
-    expect(c.remember("n", `flood-${20_000 - cap}`, NOW, NOW)).toBe(false);
+    expect(c.remember("n", "flood-19999", NOW + 19_999, NOW + 20_000)).toBe(false);
+    expect(c.remember("n", `flood-${20_000 - cap}`, NOW + 20_000 - cap, NOW + 20_000)).toBe(false);
+    // The dropped ones too, though the cache no longer holds them: their timestamps are at or below the floor.
+    expect(c.remember("n", "flood-0", NOW, NOW + 20_000)).toBe(false);
+    expect(c.remember("n", `flood-${20_000 - cap - 1}`, NOW + 20_000 - cap - 1, NOW + 20_000)).toBe(false);
+    // Fresh requests keep flowing, and another node is not held back by this one's floor.
+    expect(c.remember("n", "fresh", NOW + 20_001, NOW + 20_001)).toBe(true);
+    expect(c.remember("other", "old-but-fine", NOW, NOW + 20_001)).toBe(true);
+  });
+
+  it("a flood within one millisecond fails closed rather than forgetting live nonces", () => {
+    const c = new NonceCache(30_000, 10);
+    for (let i = 0; i < 10; i++) expect(c.remember("n", `same-ms-${i}`, NOW, NOW)).toBe(true);
+    expect(c.remember("n", "same-ms-10", NOW, NOW)).toBe(true); // drops same-ms-0, floor = NOW
+    expect(c.remember("n", "same-ms-0", NOW, NOW)).toBe(false); // the replay of the dropped one
+    expect(c.remember("n", "same-ms-11", NOW, NOW)).toBe(false); // refused, not remembered-and-forgotten
+    expect(c.remember("n", "next-ms", NOW + 1, NOW + 1)).toBe(true);
+  });
+
+  it("forgets a node's floor once it is two windows old", () => {
+    const c = new NonceCache(1_000, 2);
+    c.remember("n", "a", NOW, NOW);
+    c.remember("n", "b", NOW, NOW);
+    c.remember("n", "c", NOW + 1, NOW + 1);
+    expect(c.remember("n", "late", NOW, NOW + 1)).toBe(false);
+    c.prune(NOW + 2_100);
+    expect(c.remember("n", "late", NOW + 2_050, NOW + 2_100)).toBe(true);
   });
 
   it("a full default-size cache stays cheap per nonce under sustained load", () => {
