@@ -6,12 +6,9 @@
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { AgentMetrics } from "../../dataplane/agent/metrics";
-import { tierMetrics } from "../../dataplane/kvcache/metrics";
-import { CacheServerMetrics } from "../../dataplane/kvcache/server/metrics";
-import type { StoreStats } from "../../dataplane/kvcache/server/store";
+import { cacheServerRegistry, metricsOf as metricInfo, withAgentMetrics } from "../support/metric-registries";
 
 const GRAFANA = resolve(import.meta.dirname, "../../infra/grafana");
 
@@ -25,12 +22,7 @@ const TARGET_LABELS = ["instance", "job"];
 
 /** Every metric of a registry with its own labels and the target's. */
 function metricsOf(registry: Registry): Map<string, Known> {
-  const out = new Map<string, Known>();
-  for (const m of registry.getMetricsAsArray()) {
-    const meta = m as unknown as { name: string; type: string; labelNames?: string[] };
-    out.set(meta.name, { type: meta.type, labels: new Set([...(meta.labelNames ?? []), ...TARGET_LABELS]) });
-  }
-  return out;
+  return new Map(metricInfo(registry).map((m) => [m.name, { type: m.type, labels: new Set([...m.labels, ...TARGET_LABELS]) }]));
 }
 
 /** The registry's default labels, read off one series of its exposition (metric objects do not list them). */
@@ -39,21 +31,21 @@ async function defaultLabels(registry: Registry, series: string, own: string[]):
   return [...line.matchAll(/(\w+)="/g)].map((m) => m[1] as string).filter((l) => !own.includes(l));
 }
 
-async function agentMetrics(): Promise<Map<string, Known>> {
-  const agent = new AgentMetrics("probe-node", new Map());
-  // The agent's KV tiers register these on the agent's registry (AgentKvTiers.registerMetrics).
-  tierMetrics(agent.registry, []);
-  agent.heartbeats.inc({ result: "ok" });
-  const defaults = await defaultLabels(agent.registry, "switchyard_agent_heartbeats_total", ["result"]);
-  expect(defaults, "agents label every series with their node").toEqual(["node"]);
-  const known = metricsOf(agent.registry);
-  for (const k of known.values()) for (const d of defaults) k.labels.add(d);
-  return known;
+/** The real agent registry, KV tiers (L1 and L2) included, as an agent with `kvCache` builds it. */
+function agentMetrics(): Promise<Map<string, Known>> {
+  return withAgentMetrics(async (agent) => {
+    agent.heartbeats.inc({ result: "ok" });
+    const defaults = await defaultLabels(agent.registry, "switchyard_agent_heartbeats_total", ["result"]);
+    expect(defaults, "agents label every series with their node").toEqual(["node"]);
+    const known = metricsOf(agent.registry);
+    expect(known.has("switchyard_kv_tier_lookup_tokens_total"), "the KV tiers' own series are registered").toBe(true);
+    for (const k of known.values()) for (const d of defaults) k.labels.add(d);
+    return known;
+  });
 }
 
 async function cacheServerMetrics(): Promise<Map<string, Known>> {
-  const zero = new Proxy({}, { get: () => 0 }) as StoreStats;
-  return metricsOf(new CacheServerMetrics(() => zero, () => 0).registry);
+  return metricsOf(cacheServerRegistry());
 }
 
 const KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "le"]);
