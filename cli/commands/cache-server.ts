@@ -12,6 +12,7 @@ interface CacheServerFlags {
   metricsHost?: string;
   maxValue: string;
   maxConnections: string;
+  verifyPuts?: boolean;
 }
 
 function integer(flag: string, text: string): number {
@@ -31,6 +32,7 @@ export function registerCacheServerCommand(program: Command): void {
     .option("--metrics-host <addr>", "address for /metrics (default: --host)")
     .option("--max-value <size>", "largest value accepted", "128MiB")
     .option("--max-connections <n>", "connections beyond this are refused", "1024")
+    .option("--verify-puts", "recompute every PUT value's CRC-32 and refuse mismatches (readers verify every GET either way)")
     .addHelpText(
       "after",
       `
@@ -62,6 +64,7 @@ Sizes: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB powers of 1024.`,
         metricsHost: flags.metricsHost,
         maxValueBytes: size("--max-value", flags.maxValue),
         maxConnections: integer("--max-connections", flags.maxConnections),
+        verifyPutChecksums: flags.verifyPuts === true,
       }).catch((err: unknown) => {
         if (err instanceof ConfigError) {
           // Name the flag, not the config field.

@@ -4,7 +4,7 @@
  * same SET/GET from the same client process.
  *
  *   npx tsx bench/kvcache/l2/run.ts [--reps 3] [--seconds 2] [--concurrency 1,4,16] [--sizes 2,32]
- *                                   [--connections 2] [--out bench/results/kv-l2]
+ *                                   [--connections 2] [--out bench/results/kv-l2] [--previous old/results.json]
  *
  * Fairness: both servers run as their own process on the same box; both clients live in this
  * process, use the same TcpTransport (gathered writes, reads straight into preallocated buffers),
@@ -41,6 +41,8 @@ const { values: args } = parseArgs({
     connections: { type: "string", default: "2" },
     "capacity-gib": { type: "string", default: "1" },
     out: { type: "string", default: path.join(ROOT, "bench/results/kv-l2") },
+    /** An earlier results.json whose L2 / redis ratios are shown beside this run's (what a change bought). */
+    previous: { type: "string" },
     /** Re-render results.md from an existing results.json (no runs). */
     render: { type: "boolean", default: false },
   },
@@ -300,13 +302,34 @@ async function main(): Promise<void> {
     valueMiB: SIZES.map((s) => s / MiB),
     dataConnections: CONNECTIONS,
     capacityBytes: CAPACITY,
-    switchyard: `cache-server --policy lru --capacity ${CAPACITY}; L2Client dataConnections=${CONNECTIONS}, CRC-32 computed on every PUT value and verified on every GET value; GET values read into a BufferPool and released`,
+    switchyard: `cache-server --policy lru --capacity ${CAPACITY}; L2Client dataConnections=${CONNECTIONS}, CRC-32 computed by the client on every PUT value, stored by the server with the value unverified (its default) and verified by the client on every GET value; GET values read into a BufferPool and released`,
     redis: `--save "" --appendonly no --maxmemory ${CAPACITY} --maxmemory-policy allkeys-lru; RESP client on the same TcpTransport, ${CONNECTIONS} pipelined connections, GET values read into a BufferPool and released`,
   };
+  const previous = args.previous ? previousOf(args.previous) : undefined;
   mkdirSync(args.out as string, { recursive: true });
-  writeFileSync(path.join(args.out as string, "results.json"), `${JSON.stringify({ generatedAt: new Date().toISOString(), machine, settings, summary, runs: cells }, null, 2)}\n`);
-  writeFileSync(path.join(args.out as string, "results.md"), renderMarkdown(machine, settings, summary, cells));
+  writeFileSync(path.join(args.out as string, "results.json"), `${JSON.stringify({ generatedAt: new Date().toISOString(), machine, settings, summary, previous, runs: cells }, null, 2)}\n`);
+  writeFileSync(path.join(args.out as string, "results.md"), renderMarkdown(machine, settings, summary, cells, undefined, previous));
   process.stderr.write(`wrote ${path.join(args.out as string, "results.{json,md}")}\n`);
+}
+
+interface Previous {
+  generatedAt: string;
+  settings: Record<string, unknown>;
+  loadAverageAtEnd: number[];
+  /** L2 / redis ops/s by "op valueMiB concurrency". */
+  speedup: Record<string, number>;
+}
+
+const cellKey = (r: Record<string, unknown>) => `${String(r.op)} ${String(r.valueMiB)} ${String(r.concurrency)}`;
+
+function previousOf(file: string): Previous {
+  const saved = JSON.parse(readFileSync(file, "utf8")) as { generatedAt: string; settings: Record<string, unknown>; machine: Record<string, unknown>; summary: Record<string, unknown>[] };
+  return {
+    generatedAt: saved.generatedAt,
+    settings: saved.settings,
+    loadAverageAtEnd: saved.machine.loadAverageAtEnd as number[],
+    speedup: Object.fromEntries(saved.summary.map((r) => [cellKey(r), r.speedup as number])),
+  };
 }
 
 /** max/min of ops/s over a cell's repetitions: the smallest and largest such ratio over all cells. */
@@ -320,7 +343,7 @@ function spread(runs: Cell[]): [number, number] {
   return [Math.min(...ratios), Math.max(...ratios)];
 }
 
-function renderMarkdown(machine: Record<string, unknown>, settings: Record<string, unknown>, summary: Record<string, unknown>[], runs: Cell[], generatedAt = new Date().toISOString()): string {
+function renderMarkdown(machine: Record<string, unknown>, settings: Record<string, unknown>, summary: Record<string, unknown>[], runs: Cell[], generatedAt = new Date().toISOString(), previous?: Previous): string {
   const [lo, hi] = spread(runs);
   const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "–");
   const lines = [
@@ -334,14 +357,21 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
     `- switchyard-l2: ${settings.switchyard}`,
     `- redis: ${settings.redis}`,
     "",
-    "| op | value | conc. | L2 ops/s | L2 GB/s | L2 p50 ms | L2 p99 ms | redis ops/s | redis GB/s | redis p50 ms | redis p99 ms | L2 / redis |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ...(previous
+      ? [
+          "",
+          `"Before" is the L2 / redis ratio of the run of ${previous.generatedAt.slice(0, 16).replace("T", " ")} (load average at its end ${previous.loadAverageAtEnd.join(", ")}; ${String(previous.settings.switchyard)}). Ratios taken on different runs of this noisy box compare only roughly.`,
+        ]
+      : []),
+    "",
+    `| op | value | conc. | L2 ops/s | L2 GB/s | L2 p50 ms | L2 p99 ms | redis ops/s | redis GB/s | redis p50 ms | redis p99 ms | L2 / redis |${previous ? " before |" : ""}`,
+    `|---|---|---|---|---|---|---|---|---|---|---|---|${previous ? "---|" : ""}`,
   ];
   for (const r of summary) {
     const a = r["switchyard-l2"] as Record<string, number>;
     const b = r.redis as Record<string, number>;
     lines.push(
-      `| ${String(r.op).toUpperCase()} | ${r.valueMiB} MiB | ${r.concurrency} | ${f(a.opsPerSec as number)} | ${f(a.gbPerSec as number, 2)} | ${f(a.p50Ms as number)} | ${f(a.p99Ms as number)} | ${f(b.opsPerSec as number)} | ${f(b.gbPerSec as number, 2)} | ${f(b.p50Ms as number)} | ${f(b.p99Ms as number)} | ${f(r.speedup as number, 2)}× |`,
+      `| ${String(r.op).toUpperCase()} | ${r.valueMiB} MiB | ${r.concurrency} | ${f(a.opsPerSec as number)} | ${f(a.gbPerSec as number, 2)} | ${f(a.p50Ms as number)} | ${f(a.p99Ms as number)} | ${f(b.opsPerSec as number)} | ${f(b.gbPerSec as number, 2)} | ${f(b.p50Ms as number)} | ${f(b.p99Ms as number)} | ${f(r.speedup as number, 2)}× |${previous ? ` ${f(previous.speedup[cellKey(r)] ?? Number.NaN, 2)}× |` : ""}`,
     );
   }
   const met = summary.filter((r) => (r.speedup as number) >= 2).length;
@@ -354,8 +384,8 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
     "## Where the time goes",
     "",
     `- Both systems are bounded by the kernel's loopback copies (one copy into the sender's socket buffer and one out of the receiver's, per byte) on 2 vCPUs that also run both processes and other work on this box. The fastest and slowest of a cell's repetitions differ by ${lo.toFixed(1)}× to ${hi.toFixed(1)}× (results.json keeps every run): read the medians, and compare within a row only.`,
-    `- Integrity is the price L2 pays and redis does not. Every PUT value is CRC-32'd by the client and again by the server, and every GET value by the client. node:zlib's crc32 runs at ${crc} GB/s here, so that is ${((2 * 1.048576) / crc).toFixed(2)} ms per 2 MiB value per side, which is most of the per-operation gap to redis on 2 MiB values.`,
-    "- L2's edge grows with the value. The server sends a stored value straight from the buffer it was received into (redis copies each GET reply into its output buffer). The client's CRC of a GET reply runs chunk by chunk while the rest is still arriving, and the server's CRC of a PUT likewise. Evicted values' memory is reused for the next PUT of the same size (no page faults).",
+    `- Integrity is the price L2 pays and redis does not. The client CRC-32s every PUT value and verifies every GET value; the server stores the client's CRC with the value and serves it back without recomputing it (docs/kv-cache.md "Integrity": a value damaged on the way in or at rest is caught at GET). node:zlib's crc32 runs at ${crc} GB/s here, ${((2 * 1.048576) / crc).toFixed(2)} ms per 2 MiB value, once per PUT and once per GET, all of it in the client process, which is also the one driving redis.`,
+    "- L2's edge grows with the value. The server sends a stored value straight from the buffer it was received into (redis copies each GET reply into its output buffer). The client's CRC of a GET reply runs chunk by chunk while the rest is still arriving. Evicted values' memory is reused for the next PUT of the same size (no page faults).",
     "- Both clients read values into pooled buffers and use the same transport, so client-side page faults and socket handling do not favour either system.",
     "",
   );
@@ -364,5 +394,5 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
 
 if (args.render) {
   const saved = JSON.parse(readFileSync(path.join(args.out as string, "results.json"), "utf8")) as { machine: Record<string, unknown>; settings: Record<string, unknown>; summary: Record<string, unknown>[]; runs: Cell[]; generatedAt: string };
-  writeFileSync(path.join(args.out as string, "results.md"), renderMarkdown(saved.machine, saved.settings, saved.summary, saved.runs, saved.generatedAt));
+  writeFileSync(path.join(args.out as string, "results.md"), renderMarkdown(saved.machine, saved.settings, saved.summary, saved.runs, saved.generatedAt, (saved as { previous?: Previous }).previous));
 } else await main();

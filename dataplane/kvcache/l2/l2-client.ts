@@ -247,8 +247,12 @@ export class L2Client implements KvTier {
             this.counters.bytesOut += r.value.length;
             return r.value;
           }
-          if (r.miss === "corrupt") this.counters.corruptReplies++;
-          else if (r.miss === "status") this.counters.errors++;
+          if (r.miss === "corrupt") {
+            this.counters.corruptReplies++;
+            // The server may hold a damaged copy (it stores values unverified): delete it, or it
+            // would refuse the good copy the next PUT brings (a stored key is never overwritten).
+            void h.call("control", { op: Op.DELETE, keys: [kb] }, this.timeoutFor(0), 0);
+          } else if (r.miss === "status") this.counters.errors++;
         } else if (out.kind === "aborted") break;
         else this.countFailure(out);
       }

@@ -280,6 +280,12 @@ export interface FrameReaderOptions {
   scratchBytes?: number;
   /** Allocates a payload buffer of exactly `length` bytes (a BufferPool's acquire); default: fresh memory. */
   allocate?: (length: number) => Buffer;
+  /**
+   * Compute each frame's body CRC-32 as it arrives (default true). Off, `bodyChecksum` is always
+   * the header's `checksum`: for a receiver that stores values with the sender's CRC and leaves
+   * verifying it to whoever reads them back (the cache server, docs/kv-cache.md "Integrity").
+   */
+  checksumBodies?: boolean;
 }
 
 function defaultAllocate(length: number): Buffer {
@@ -305,6 +311,7 @@ export class FrameReader implements ByteSink {
   private crcUpTo = 0;
   private stopped = false;
   private readonly allocate: (length: number) => Buffer;
+  private readonly checksumBodies: boolean;
   /** Date.now() of the last byte received (stall detection). */
   lastProgressAt = Date.now();
 
@@ -315,6 +322,7 @@ export class FrameReader implements ByteSink {
   ) {
     this.scratch = Buffer.allocUnsafe(opts.scratchBytes ?? 64 * 1024);
     this.allocate = opts.allocate ?? defaultAllocate;
+    this.checksumBodies = opts.checksumBodies ?? true;
   }
 
   /** True between a frame's first byte and its last. */
@@ -395,7 +403,7 @@ export class FrameReader implements ByteSink {
 
   /** Hashes the body bytes that arrived since the last call; emits the frame once complete. */
   private progress(p: Buffer): void {
-    if (this.payloadFill > this.crcUpTo) {
+    if (this.checksumBodies && this.payloadFill > this.crcUpTo) {
       this.crc = crc32(p.subarray(this.crcUpTo, this.payloadFill), this.crc);
       this.crcUpTo = this.payloadFill;
     }
@@ -405,7 +413,7 @@ export class FrameReader implements ByteSink {
   private emit(): void {
     const header = this.header as FrameHeader;
     const payload = this.payload as Buffer;
-    const bodyChecksum = payload.length > this.bodyStart ? this.crc >>> 0 : EMPTY_CRC;
+    const bodyChecksum = !this.checksumBodies ? header.checksum : payload.length > this.bodyStart ? this.crc >>> 0 : EMPTY_CRC;
     this.header = undefined;
     this.payload = undefined;
     this.payloadFill = 0;

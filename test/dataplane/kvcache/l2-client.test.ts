@@ -6,9 +6,17 @@
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { L2Client, type L2ClientOptions } from "../../../dataplane/kvcache/l2/l2-client";
-import { checksum, encodeFrame, Flag, type Frame, frameKey, Op, Status } from "../../../dataplane/kvcache/l2/protocol";
+import { checksum, encodeFrame, Flag, type Frame, frameKey, keyToBytes, Op, Status } from "../../../dataplane/kvcache/l2/protocol";
 import type { CacheServer } from "../../../dataplane/kvcache/server/cache-server";
-import { addr, bytes, FakeServer, key, quietLogger, sleep, startServer } from "./l2-test-support";
+import { addr, bytes, FakeServer, key, quietLogger, RawPeer, sleep, startServer } from "./l2-test-support";
+
+async function waitUntil(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error("condition not met in time");
+    await sleep(10);
+  }
+}
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -153,6 +161,27 @@ describe("L2Client", () => {
       expect(await c.get(key(m))).toBeUndefined();
     }
     expect(c.clientStats()).toMatchObject({ corruptReplies: 3, misses: 3, hits: 0 });
+  });
+
+  it("catches a value the server stored damaged (it stores unverified) at GET, deletes it, and stores the next good copy", async () => {
+    const [server] = await servers(1);
+    const c = client([addr(server as CacheServer)]);
+    const k = key("damaged-at-rest");
+    const value = bytes(64 * 1024, 5);
+    // A PUT whose bytes were damaged after the writer's CRC: the server keeps it with that CRC.
+    const damaged = Buffer.from(value);
+    damaged[1000] = (damaged[1000] as number) ^ 0x10;
+    const peer = await RawPeer.connect((server as CacheServer).endpoint.port);
+    peer.sendFrame({ op: Op.PUT, requestId: 1, keys: [keyToBytes(k)], body: damaged, checksum: checksum(value) });
+    expect((await peer.waitFrames(1))[0]?.header.status).toBe(Status.OK);
+    peer.close();
+    await c.put(k, value); // refused as a duplicate: the damaged copy holds the key
+    expect(await c.get(k)).toBeUndefined();
+    expect(c.clientStats()).toMatchObject({ corruptReplies: 1, hits: 0 });
+    await waitUntil(() => (server as CacheServer).stats().objects === 0);
+    await c.put(k, value);
+    const got = await c.get(k);
+    expect(got !== undefined && Buffer.from(got).equals(value)).toBe(true);
   });
 
   it("returns a miss at once when the caller aborts", async () => {

@@ -38,8 +38,9 @@ async function assertHealthy(tag: string): Promise<void> {
 }
 
 describe("cache server with bad input", () => {
-  it("answers a bad checksum with BAD_CHECKSUM, stores nothing, and keeps the connection", async () => {
-    const peer = await RawPeer.connect(port);
+  it("with --verify-puts, answers a bad checksum with BAD_CHECKSUM, stores nothing, and keeps the connection", async () => {
+    const verifying = await startServer({ verifyPutChecksums: true });
+    const peer = await RawPeer.connect(verifying.endpoint.port);
     const v = bytes(4096);
     const k = key("bad-sum");
     peer.sendFrame({ op: Op.PUT, requestId: 10, keys: [keyToBytes(k)], body: v, checksum: checksum(v) ^ 1 });
@@ -50,6 +51,25 @@ describe("cache server with bad input", () => {
       [11, Status.NOT_FOUND],
     ]);
     expect(peer.isClosed).toBe(false);
+    peer.close();
+    await verifying.close({ graceMs: 0 });
+  });
+
+  it("by default stores a PUT with its sender's checksum unverified and serves that checksum back", async () => {
+    const peer = await RawPeer.connect(port);
+    const v = bytes(4096, 3);
+    const k = key("unverified-sum");
+    const wrong = (checksum(v) ^ 1) >>> 0;
+    peer.sendFrame({ op: Op.PUT, requestId: 10, keys: [keyToBytes(k)], body: v, checksum: wrong });
+    peer.sendFrame({ op: Op.GET, requestId: 11, keys: [keyToBytes(k)] });
+    const frames = await peer.waitFrames(2);
+    expect(frames.map((f) => [f.header.requestId, f.header.status])).toEqual([
+      [10, Status.OK],
+      [11, Status.OK],
+    ]);
+    // The reader sees a body that does not match the stored checksum: verifyGetReply calls it corrupt.
+    expect(frames[1]?.header.checksum).toBe(wrong);
+    expect(frames[1]?.bodyChecksum).toBe(checksum(v));
     peer.close();
   });
 
