@@ -11,7 +11,9 @@ import { ApiError } from "./openai-error";
 export const MAX_TOKENS_LIMIT = 1_000_000;
 
 const textPart = z.looseObject({ type: z.literal("text"), text: z.string() });
-const anyPart = z.looseObject({ type: z.string() });
+// Other part kinds (images, audio, files) pass through to engines that know them; a "text" part
+// must be a real one, or its text would reach the prompt renderer as anything at all.
+const anyPart = z.looseObject({ type: z.string().refine((t) => t !== "text", "a text part needs a string 'text'") });
 const messageContent = z.union([z.string(), z.array(z.union([textPart, anyPart])), z.null()]);
 
 export const chatMessageSchema = z.looseObject({
@@ -23,25 +25,31 @@ export const chatMessageSchema = z.looseObject({
 const streamOptions = z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional();
 const stop = z.union([z.string(), z.array(z.string()).max(16)]).nullable().optional();
 
+/**
+ * A token count. The limit is checked before integrality so that 1e308 is told the real limit, not
+ * zod's safe-integer bound.
+ */
+const tokenCount = (min: number) => z.number().max(MAX_TOKENS_LIMIT).min(min).int();
+
 const samplingFields = {
   model: z.string().min(1).max(256),
   stream: z.boolean().nullable().optional(),
   stream_options: streamOptions,
-  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullable().optional(),
+  max_tokens: tokenCount(1).nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().gt(0).max(1).nullable().optional(),
   n: z.literal(1).nullable().optional(),
   seed: z.number().int().nullable().optional(),
   stop,
   user: z.string().max(256).optional(),
-  min_tokens: z.number().int().min(0).max(MAX_TOKENS_LIMIT).optional(),
+  min_tokens: tokenCount(0).optional(),
   ignore_eos: z.boolean().optional(),
 };
 
 export const chatCompletionRequestSchema = z.looseObject({
   ...samplingFields,
   messages: z.array(chatMessageSchema).min(1).max(4096),
-  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullable().optional(),
+  max_completion_tokens: tokenCount(1).nullable().optional(),
 });
 
 export const completionRequestSchema = z.looseObject({
