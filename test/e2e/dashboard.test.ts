@@ -3,21 +3,22 @@
  * llama.cpp node, and an `openai` node in front of a vLLM stand-in), driven by traffic from three
  * tenants, watched through the dashboard in headless Chromium: sign in with the admin token, see
  * the nodes healthy and the tenants' rows, open a tenant, take a screenshot. Then one request id is
- * followed from the edge's log through the agent's log to the engine.
+ * followed from the edge's log through the agent's log to the engine's: the embedded llama.cpp
+ * engine logs in its agent's log, the vLLM stand-in in its own.
  *
  * Chromium is Debian's (`apt-get install -y chromium`), driven by playwright-core; without
  * /usr/bin/chromium (or SWITCHYARD_CHROMIUM) the browser part is skipped with a message.
  * `SWITCHYARD_UPDATE_DOCS_SCREENSHOT=1` also writes docs/img/dashboard.png.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
-import { Hono } from "hono";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSimEngine } from "../../dataplane/engines/sim/adapter";
 import { createSimApp } from "../../dataplane/engines/sim/server";
+import { createLogger } from "../../dataplane/lib/log";
 import { type DevStack, startDevStack } from "../../scripts/dev-stack";
 import { tempDir } from "../support/tmp";
 
@@ -30,23 +31,19 @@ if (!haveChromium) {
   console.warn(`[dashboard e2e] ${CHROMIUM} not found: the browser test is skipped. Install Debian's Chromium (apt-get install -y chromium) or set SWITCHYARD_CHROMIUM to a Chromium binary.`);
 }
 
-/** A vLLM stand-in (the emulator's server) that remembers the request id of every request it got. */
+/** A vLLM stand-in (the emulator's server) whose JSON log lines are kept to look at. */
 async function recordingEngine() {
-  const seen: string[] = [];
-  const engine = createSimEngine({ kind: "sim", model: MODEL, timeScale: 20, maxNumSeqs: 16, maxConcurrency: 16 });
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger({ component: "engine", engine: "sim" }, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
+  const engine = createSimEngine({ kind: "sim", model: MODEL, timeScale: 20, maxNumSeqs: 16, maxConcurrency: 16 }, { log });
   await engine.start();
-  const app = new Hono();
-  app.use("/v1/*", async (c, next) => {
-    if (c.req.method === "POST") seen.push(c.req.header("x-request-id") ?? "");
-    await next();
-  });
-  app.route("/", createSimApp(engine));
+  const app = createSimApp(engine, { log });
   const server: ServerType = await new Promise((res) => {
     const s = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, () => res(s));
   });
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
+    lines,
     async close() {
       await engine.stop();
       await new Promise<void>((r) => server.close(() => r()));
@@ -86,7 +83,7 @@ afterAll(async () => {
   dir.cleanup();
 });
 
-function ask(tenant: string, opts: { requestId?: string; maxTokens?: number; strategy?: string } = {}): Promise<Response> {
+function ask(tenant: string, opts: { requestId?: string; maxTokens?: number; strategy?: string; ignoreEos?: boolean } = {}): Promise<Response> {
   return fetch(`${stack.edgeUrl}/v1/chat/completions`, {
     method: "POST",
     headers: {
@@ -95,7 +92,7 @@ function ask(tenant: string, opts: { requestId?: string; maxTokens?: number; str
       ...(opts.requestId ? { "x-request-id": opts.requestId } : {}),
       ...(opts.strategy ? { "routing-strategy": opts.strategy } : {}),
     },
-    body: JSON.stringify({ model: MODEL, max_tokens: opts.maxTokens ?? 6, messages: [{ role: "user", content: `Hello from ${tenant}` }] }),
+    body: JSON.stringify({ model: MODEL, max_tokens: opts.maxTokens ?? 6, ...(opts.ignoreEos ? { ignore_eos: true } : {}), messages: [{ role: "user", content: `Hello from ${tenant}` }] }),
   });
 }
 
@@ -174,6 +171,17 @@ describe.skipIf(!haveChromium)("operator dashboard in Chromium", () => {
       await expect.poll(() => page.locator("#chart-tokens path").count(), { timeout: 20_000 }).toBeGreaterThan(0);
       expect(await page.locator("#chart-load path").count()).toBeGreaterThan(0);
 
+      // The page's source, as scripts would read it: both nodes with load and health, the tenants' counters.
+      const stats = await stack.admin<{ pools: Array<{ nodes: Array<Record<string, unknown>>; tenants: Array<{ tenant_id: string; vtc_counter: number | null }> }>; tenants: Array<{ id: string; rejections: { limits: { today: { requests: number } } | null } }> }>("GET", "/stats");
+      expect(stats.status).toBe(200);
+      const nodes = stats.body.pools.flatMap((p) => p.nodes);
+      expect(nodes.map((n) => [n.node_id, n.engine, n.status]).sort()).toEqual([["node-a", "llamacpp", "healthy"], ["node-b", "openai", "healthy"]]);
+      for (const n of nodes) expect(n).toMatchObject({ node_limit: 1, kv_capacity_tokens: expect.any(Number), heartbeat_age_ms: expect.any(Number) });
+      expect(stats.body.pools.flatMap((p) => p.tenants.map((t) => t.tenant_id))).toEqual(expect.arrayContaining(["acme", "globex"]));
+      expect(stats.body.tenants.find((t) => t.id === "acme")?.rejections.limits?.today.requests).toBeGreaterThan(0);
+      if (docsShot) mkdirSync(join(ROOT, "test-results"), { recursive: true });
+      if (docsShot) writeFileSync(join(ROOT, "test-results", "admin-stats.json"), JSON.stringify(stats.body, null, 2));
+
       // A tenant's own view: exact usage, limits now, its place in the pools.
       await page.click('tr[data-tenant="acme"]');
       await page.locator("#tenant-detail h2", { hasText: "Tenant acme" }).waitFor();
@@ -216,11 +224,11 @@ describe("one request id from the edge to the engine", () => {
       });
   }
 
-  it("appears in the edge's and the agent's request logs and reaches the engine", async () => {
+  it("appears in the edge's, the agent's and the engine's JSON logs", async () => {
     const served = new Map<string, string>();
     for (let i = 0; i < 30 && served.size < 2; i++) {
       const id = `trace-${Date.now().toString(36)}-${i}`;
-      const r = await ask(stack.tenantId, { requestId: id, maxTokens: 3, strategy: "random" });
+      const r = await ask(stack.tenantId, { requestId: id, maxTokens: 3, strategy: "random", ignoreEos: true });
       expect(r.status).toBe(200);
       expect(r.headers.get("x-request-id")).toBe(id);
       const node = r.headers.get("x-switchyard-node") as string;
@@ -230,11 +238,20 @@ describe("one request id from the edge to the engine", () => {
       if (!served.has(node)) served.set(node, id);
     }
     expect([...served.keys()].sort()).toEqual(["node-a", "node-b"]);
-    // The vLLM stand-in received the id as vLLM expects it (X-Request-Id), which vLLM logs and uses.
-    expect(engine.seen).toContain(served.get("node-b"));
     for (const [node, id] of served) {
       await expect.poll(() => logLines("edge.log", id).find((l) => l.event === "request_done"), { timeout: 10_000 }).toMatchObject({ component: "edge", requestId: id, node, status: 200 });
-      await expect.poll(() => logLines(`${node}.log`, id).find((l) => l.event === "request_done"), { timeout: 10_000 }).toMatchObject({ requestId: id, tenant: stack.tenantId, status: 200, outcome: "completed" });
+      await expect.poll(() => logLines(`${node}.log`, id).find((l) => l.event === "request_done"), { timeout: 10_000 }).toMatchObject({
+        component: "agent",
+        requestId: id,
+        tenant: stack.tenantId,
+        status: 200,
+        outcome: "completed",
+        completionTokens: 3,
+      });
     }
+    // The embedded engine logs into its agent's log; the vLLM stand-in got the id as vLLM takes it (X-Request-Id).
+    const engineDone = { component: "engine", event: "generation_done", completionTokens: 3, outcome: "length" };
+    await expect.poll(() => logLines("node-a.log", served.get("node-a") as string).find((l) => l.component === "engine"), { timeout: 10_000 }).toMatchObject({ ...engineDone, engine: "llamacpp" });
+    expect(engine.lines.find((l) => l.requestId === served.get("node-b"))).toMatchObject({ ...engineDone, engine: "sim" });
   });
 });
