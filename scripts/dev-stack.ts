@@ -12,6 +12,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AgentConfigInput } from "../dataplane/agent/config";
 import type { EngineConfigInput } from "../dataplane/engines/registry";
+import type { AgentKvCacheConfigInput } from "../dataplane/kvcache/agent-tiers";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
@@ -22,6 +23,13 @@ export interface AgentSpec {
   region: string;
   port?: number;
   engines: EngineConfigInput[];
+  /** The agent's KV tiers (L1, and L2 cache servers); absent: none. */
+  kvCache?: AgentKvCacheConfigInput;
+  /**
+   * Where the agent sends its heartbeats, when not straight to the edge (fault tests put a proxy
+   * in between to cut them).
+   */
+  heartbeatUrl?: string;
 }
 
 export interface DevStackOptions {
@@ -60,6 +68,11 @@ export interface DevStack {
   tenantId: string;
   agents: Map<string, RunningAgentProcess>;
   admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /**
+   * Stops and starts the edge (wrangler dev and its workerd) on the same port and persisted state,
+   * as a crash or a redeploy would: Durable Objects and D1 come back from disk. Agents keep running.
+   */
+  restartEdge(signal?: NodeJS.Signals): Promise<void>;
   /** Stops one agent (SIGTERM by default: it says goodbye; SIGKILL: it just vanishes). */
   stopAgent(nodeId: string, signal?: NodeJS.Signals): Promise<void>;
   startAgent(nodeId: string): Promise<void>;
@@ -196,6 +209,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const edgeUrl = `http://127.0.0.1:${edgePort}`;
   const wranglerEnv = { WRANGLER_SEND_METRICS: "false", CI: "1" };
   const children: ChildProcess[] = [];
+  let edge: ChildProcess | undefined;
   const agents = new Map<string, RunningAgentProcess>();
 
   const stopAll = async () => {
@@ -208,26 +222,30 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     await runToEnd(process.execPath, [WRANGLER, "d1", "migrations", "apply", "switchyard", "--local", "--persist-to", persist], join(logsDir, "migrations.log"), wranglerEnv);
 
     const configArgs = opts.frozenWorker ? ["--config", await frozenWorkerConfig(stateDir, logsDir, wranglerEnv)] : [];
-    status(`starting the edge worker on ${edgeUrl}`);
     const vars = { ...(opts.heartbeatIntervalMs ? { HEARTBEAT_INTERVAL_MS: String(opts.heartbeatIntervalMs) } : {}), ...(opts.vars ?? {}) };
-    const inspectorPort = await freePort();
-    const wrangler = run(
-      process.execPath,
-      [
-        WRANGLER, "dev", ...configArgs, "--local", "--ip", "127.0.0.1", "--port", String(edgePort), "--inspector-port", String(inspectorPort),
-        "--persist-to", persist, "--env-file", envPath, "--show-interactive-dev-session=false",
-        ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
-      ],
-      join(logsDir, "edge.log"),
-      wranglerEnv,
-    );
-    children.push(wrangler);
-    await waitFor(
-      "the edge worker",
-      async () => ((await fetch(`${edgeUrl}/healthz`)).ok ? true : undefined),
-      90_000,
-      () => (wrangler.exitCode !== null ? `wrangler exited (${wrangler.exitCode}); see ${join(logsDir, "edge.log")}` : undefined),
-    );
+    const startEdge = async (): Promise<void> => {
+      status(`starting the edge worker on ${edgeUrl}`);
+      const inspectorPort = await freePort();
+      const wrangler = run(
+        process.execPath,
+        [
+          WRANGLER, "dev", ...configArgs, "--local", "--ip", "127.0.0.1", "--port", String(edgePort), "--inspector-port", String(inspectorPort),
+          "--persist-to", persist, "--env-file", envPath, "--show-interactive-dev-session=false",
+          ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+        ],
+        join(logsDir, "edge.log"),
+        wranglerEnv,
+      );
+      edge = wrangler;
+      children.push(wrangler);
+      await waitFor(
+        "the edge worker",
+        async () => ((await fetch(`${edgeUrl}/healthz`)).ok ? true : undefined),
+        90_000,
+        () => (wrangler.exitCode !== null ? `wrangler exited (${wrangler.exitCode}); see ${join(logsDir, "edge.log")}` : undefined),
+      );
+    };
+    await startEdge();
 
     const admin = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
       const res = await fetch(`${edgeUrl}/admin${path}`, {
@@ -245,7 +263,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
 
     status("seeding the demo tenant, model and nodes");
     const tenant = opts.tenant ?? { id: "demo", name: "Demo tenant" };
-    await must("PUT", `/models/${encodeURIComponent(opts.model)}`, {});
+    // Every model an agent serves must exist before its node can be registered for it.
+    const models = new Set([opts.model, ...opts.agents.flatMap((a) => a.engines.map((e) => e.model))]);
+    for (const m of models) await must("PUT", `/models/${encodeURIComponent(m)}`, {});
     if ((await admin("GET", `/tenants/${tenant.id}`)).status === 404) await must("POST", "/tenants", { id: tenant.id, name: tenant.name });
     const key = await must<{ id: string; key: string }>("POST", `/tenants/${tenant.id}/keys`, { name: `dev-${new Date().toISOString()}` });
 
@@ -266,8 +286,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         nodeId: spec.nodeId,
         region: spec.region,
         listen: { host: "127.0.0.1", port },
-        edge: { url: edgeUrl, nodeSecret, ...(opts.heartbeatIntervalMs ? { heartbeatIntervalMs: opts.heartbeatIntervalMs } : {}) },
+        edge: { url: spec.heartbeatUrl ?? edgeUrl, nodeSecret, ...(opts.heartbeatIntervalMs ? { heartbeatIntervalMs: opts.heartbeatIntervalMs } : {}) },
         engines: spec.engines,
+        ...(spec.kvCache ? { kvCache: spec.kvCache } : {}),
       };
       const configPath = join(agentsDir, `${spec.nodeId}.json`);
       writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
@@ -292,9 +313,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         const nodes = await listNodes();
         return predicate(nodes) ? nodes : undefined;
       }, timeoutMs);
-    const allHealthy = (ids: string[]) => (nodes: NodeListing[]) =>
-      ids.every((id) => nodes.find((n) => n.id === id)?.live.some((l) => l.model === opts.model && l.status === "healthy"));
-    await waitForNodes(allHealthy(opts.agents.map((a) => a.nodeId)), 60_000);
+    const allHealthy = (specs: AgentSpec[]) => (nodes: NodeListing[]) =>
+      specs.every((a) => a.engines.every((e) => nodes.find((n) => n.id === a.nodeId)?.live.some((l) => l.model === e.model && l.status === "healthy")));
+    await waitForNodes(allHealthy(opts.agents), 60_000);
     status("ready");
 
     return {
@@ -307,6 +328,13 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       agents,
       admin,
       waitForNodes,
+      async restartEdge(signal = "SIGTERM") {
+        if (edge) {
+          await stopProcess(edge, signal);
+          children.splice(children.indexOf(edge), 1);
+        }
+        await startEdge();
+      },
       async stopAgent(nodeId, signal = "SIGTERM") {
         const a = agents.get(nodeId);
         if (a) await stopProcess(a.process, signal);

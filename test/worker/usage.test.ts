@@ -12,7 +12,7 @@ import { admin, call, configureModel, createTenantWithKey, engine, errorOf, hear
 
 const enc = new TextEncoder();
 
-type Behaviour = "stream" | "json" | "break" | "error-status";
+type Behaviour = "stream" | "json" | "break" | "truncate" | "error-status";
 
 /** Agents whose answer depends on the request's first message: how to end, and what usage to report. */
 function scriptedAgents() {
@@ -28,7 +28,8 @@ function scriptedAgents() {
       return new Response(JSON.stringify({ id: "x", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "abc" } }], usage }), { headers: { "content-type": "application/json" } });
     }
     const parts = ["a", "b", "c"].map(delta);
-    if (behaviour !== "break") parts.push(`data: ${JSON.stringify({ choices: [], usage })}\n\ndata: [DONE]\n\n`);
+    // "truncate": the stream just ends after three tokens, cleanly, without usage or [DONE].
+    if (behaviour !== "break" && behaviour !== "truncate") parts.push(`data: ${JSON.stringify({ choices: [], usage })}\n\ndata: [DONE]\n\n`);
     const stream = new ReadableStream<Uint8Array>({
       pull(c) {
         const next = parts.shift();
@@ -109,6 +110,17 @@ describe("recording", () => {
     // The prompt is the edge's estimate of "\u0001user\u0002break please".
     expect(u.input_tokens).toBeGreaterThan(0);
     expect(u).toMatchObject({ estimated_requests: 1, failed_requests: 1 });
+  });
+
+  it("tells the client a stream that ended without [DONE] was cut short, and counts it failed", async () => {
+    const model = await modelWithNode();
+    scriptedAgents();
+    const { key } = await createTenantWithKey();
+    const r = await send(key, model, "truncate");
+    const events = r.text.split("\n\n").filter((e) => e.startsWith("data: "));
+    expect(events).toHaveLength(4);
+    expect(JSON.parse((events[3] as string).slice(6))).toMatchObject({ error: { code: "upstream_stream_broken", type: "server_error" } });
+    expect((await ownUsage(key)).body.totals).toMatchObject({ num_model_requests: 1, output_tokens: 3, estimated_requests: 1, failed_requests: 1 });
   });
 
   it("counts a request the engine refused as one failed request with no tokens", async () => {

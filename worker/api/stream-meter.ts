@@ -40,6 +40,12 @@ export interface MeterOptions {
 
 const encoder = new TextEncoder();
 
+/** The final event of a stream that broke: the OpenAI SDKs raise it as an APIError. */
+function brokenStreamEvent(why: string): Uint8Array {
+  const message = `The node serving this request failed mid-stream: ${why}`;
+  return encoder.encode(sseData({ error: { message, type: "server_error", param: null, code: "upstream_stream_broken" } }));
+}
+
 export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptions): ReadableStream<Uint8Array> {
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
@@ -117,8 +123,7 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
         // APIError; a JSON body can only be cut off.
         await end("failed");
         if (opts.sse) {
-          const message = `The node serving this request failed mid-stream: ${err instanceof Error ? err.message : String(err)}`;
-          controller.enqueue(encoder.encode(sseData({ error: { message, type: "server_error", param: null, code: "upstream_stream_broken" } })));
+          controller.enqueue(brokenStreamEvent(err instanceof Error ? err.message : String(err)));
           controller.close();
         } else controller.error(err);
         return;
@@ -126,8 +131,13 @@ export function meterBody(upstream: ReadableStream<Uint8Array>, opts: MeterOptio
       if (chunk.done) {
         const tail = opts.sse ? framer.rest() + decoder.decode() : "";
         const forwardTail = tail.length > 0 && inspect(tail);
-        await end(sawError ? "failed" : "completed");
+        // An OpenAI stream ends with `[DONE]` or, when it fails, an error event. One that just stops
+        // was cut short somewhere between the engine and here: the SDKs would take it for a whole
+        // answer, so it is failed, and the client told.
+        const cutShort = opts.sse && !sawDone && !sawError;
+        await end(sawError || cutShort ? "failed" : "completed");
         if (forwardTail) controller.enqueue(encoder.encode(tail));
+        if (cutShort) controller.enqueue(brokenStreamEvent("it ended before the engine finished the answer"));
         controller.close();
         return;
       }
