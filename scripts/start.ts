@@ -30,6 +30,7 @@ Switchyard is serving an OpenAI-compatible API at ${base}
   model:   ${model}${modelPath ? "" : " (random weights: the text is noise, the serving path is real; set SWITCHYARD_MODEL_PATH=/path/to/model.gguf for real text)"}
   nodes:   ${[...stack.agents.values()].map((a) => `${a.spec.nodeId} (${a.url})`).join(", ")}
   admin:   export SWITCHYARD_EDGE_URL=${stack.edgeUrl} SWITCHYARD_ADMIN_TOKEN=${stack.adminToken}
+  dashboard: ${stack.edgeUrl}/admin/dashboard (sign in with the admin token)
   logs:    ${join(".switchyard", "dev", "logs")}
 
 Try it:

@@ -129,7 +129,8 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     } catch (err) {
       if (err instanceof ApiError) {
         deps.metrics.requests.inc({ model: served, endpoint, status: String(err.status) });
-        deps.log.info("request_refused", { requestId, model: served || undefined, tenant: tenantId, status: err.status, code: err.code });
+        // A bad signature is logged as request_rejected: its id is not the edge's.
+        if (err.status !== 401) deps.log.info("request_refused", { requestId, model: served || undefined, tenant: tenantId, status: err.status, code: err.code });
       }
       throw err;
     }

@@ -225,7 +225,7 @@ export class AgentKvTiers {
   }
 
   /**
-   * Registers the tier metrics (docs/operations.md) on the agent's registry. L1's latency is
+   * Registers the tier metrics (docs/dashboard.md) on the agent's registry. L1's latency is
    * observed around its synchronous calls; L2's through a timed wrapper.
    */
   registerMetrics(registry: Registry): void {
