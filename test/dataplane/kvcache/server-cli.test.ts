@@ -46,6 +46,11 @@ describe("switchyard cache-server", () => {
     expect(results[1]?.stderr).toMatch(/--policy must be lru or s3fifo/);
     expect(results[2]?.stderr).toMatch(/--port: Too big/);
     expect(results[3]?.stderr).toMatch(/--port/);
+    // One line per problem for the operator, never a stack trace.
+    for (const r of results) {
+      expect(r.stderr).toMatch(/^switchyard: /);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    }
   });
 
   it("serves until SIGTERM, with metrics, then exits 0", async () => {
