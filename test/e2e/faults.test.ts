@@ -479,8 +479,17 @@ describe("the L2 cache server gone", () => {
 });
 
 describe("the edge restarted, its pool and ledger objects with it", () => {
-  it("keeps usage (counted once), VTC counters and the node registry", async () => {
+  it("keeps usage (counted once), VTC counters and the node registry, and frees the slot of a stream it cut", async () => {
     const { id, client } = await tenant("restart");
+    // A stream under way when the edge dies: nobody is left to release its lease.
+    const streaming = await tenant("restart-stream");
+    const cut = await streaming.client.chat.completions.create({ model: MODEL, stream: true, max_tokens: 3_000, messages: [{ role: "user", content: "A story for the restart." }] });
+    const cutEnded = (async () => {
+      for await (const _chunk of cut);
+    })().then(
+      () => "ended",
+      (err: unknown) => err,
+    );
     // All at once, so that the restart comes before the ledger's flush (2 s after its first record).
     const answers = await Promise.all([0, 1, 2].map((i) => client.chat.completions.create({ model: MODEL, max_tokens: 4 + i, messages: [{ role: "user", content: `before ${i}` }] })));
     const prompt = answers.reduce((a, r) => a + (r.usage?.prompt_tokens ?? 0), 0);
@@ -502,6 +511,8 @@ describe("the edge restarted, its pool and ledger objects with it", () => {
     const restartAt = Date.now();
     // A crash, not a shutdown: the ledger's usage is still unflushed to D1 (it flushes after 2 s).
     await stack.restartEdge("SIGKILL");
+    // The stream's connection went with the edge: an error, not a hang (no error event can be sent).
+    expect(await cutEnded).toBeInstanceOf(Error);
     try {
       const nodes = await stack.waitForNodes(() => true);
       const a = nodes.find((n) => n.id === "node-a")?.live.find((l) => l.model === MODEL) as { status: string; last_heartbeat_at?: string } | undefined;
@@ -509,7 +520,9 @@ describe("the edge restarted, its pool and ledger objects with it", () => {
       expect(Date.parse(a?.last_heartbeat_at as string)).toBeLessThan(restartAt);
 
       expect(await usageOf(client)).toEqual(before);
-      expect((await poolStats()).tenants.find((t) => t.tenant_id === id)?.vtc_counter).toBe(vtcBefore);
+      const restored = await poolStats();
+      expect(restored.tenants.find((t) => t.tenant_id === id)?.vtc_counter).toBe(vtcBefore);
+      expect(restored.tenants.find((t) => t.tenant_id === streaming.id)?.inflight).toBe(1);
 
       // node-b beats again and serves; node-a rejoins once its beats get through.
       await waitStatus("node-b", "healthy", 10_000);
@@ -518,6 +531,8 @@ describe("the edge restarted, its pool and ledger objects with it", () => {
     } finally {
       heartbeatsA.unblock();
     }
+    // The cut stream's lease is dropped once its node's beats show nobody runs it (10 beats, ≥ 10 s).
+    await waitUntil("the cut stream's slot to be freed", async () => (await poolStats()).inflight === 0, 20_000, 500);
     const after = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: "after" }] });
     expect(after.choices[0]?.message.content?.length).toBeGreaterThan(0);
 

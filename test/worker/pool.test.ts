@@ -2,8 +2,9 @@
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { PoolCore } from "../../worker/pool/pool-core";
 import { PoolObject } from "../../worker/pool/pool-object";
-import type { PoolHeartbeat } from "../../worker/pool/types";
+import type { PoolHeartbeat, RouteResult } from "../../worker/pool/types";
 import type { Env as WorkerEnv } from "../../worker/env";
 import { engine, unique } from "./helpers";
 
@@ -100,5 +101,52 @@ describe("pool object", () => {
     expect((await pool.snapshot()).nodes).toHaveLength(2);
     await pool.heartbeat(beat("a", "m", { engines: [engine("m")] }));
     expect((await pool.snapshot()).nodes.map((n) => n.model)).toEqual(["m"]);
+  });
+});
+
+describe("leases nobody will release", () => {
+  it("are dropped once old when their node's beats cannot account for them, the oldest first, and no others", () => {
+    let now = 1_000_000;
+    const core = new PoolCore({ staleAfterMs: 1e9, now: () => now, orphanLeaseAfterMs: 10_000 });
+    const beatRunning = (running: number, waiting = 0) => core.heartbeat(beat("a", "m", { sentAt: now, engines: [engine("m", { running, waiting })] }));
+    const route = (requestId: string) => {
+      let out: RouteResult | undefined;
+      core.submit({ requestId, tenantId: "t", model: "m", strategies: LR }, (r) => {
+        out = r;
+      });
+      expect(out).toMatchObject({ ok: true, nodeId: "a" });
+    };
+    beatRunning(0);
+    route("r0");
+    now += 1;
+    route("r1");
+    now += 1;
+    route("r2");
+    // Young leases are never questioned: the agent may not have the request yet.
+    now += 5_000;
+    beatRunning(0);
+    expect(core.snapshot("p").inflight).toBe(3);
+    // Eleven seconds on, the agent runs one request and queues none: two of the three are orphans.
+    now += 6_000;
+    route("r3");
+    beatRunning(1);
+    expect(core.snapshot("p").inflight).toBe(2);
+    expect(core.release({ requestId: "r0", outcome: "completed" })).toEqual({ released: false });
+    expect(core.release({ requestId: "r1", outcome: "completed" })).toEqual({ released: false });
+    // The agent's queue counts as held too.
+    beatRunning(0, 1);
+    expect(core.snapshot("p").inflight).toBe(2);
+    expect(core.release({ requestId: "r2", outcome: "completed" })).toEqual({ released: true });
+    expect(core.release({ requestId: "r3", outcome: "completed" })).toEqual({ released: true });
+  });
+
+  it("are left to expire when the core is not told to look for them", () => {
+    let now = 0;
+    const core = new PoolCore({ staleAfterMs: 1e9, now: () => now });
+    core.heartbeat(beat("a", "m", { sentAt: now }));
+    core.submit({ requestId: "r", tenantId: "t", model: "m", strategies: LR }, () => {});
+    now += 3_600_000;
+    core.heartbeat(beat("a", "m", { sentAt: now }));
+    expect(core.snapshot("p").inflight).toBe(1);
   });
 });

@@ -97,6 +97,11 @@ export interface PoolCoreOptions {
   failureCooldownMs?: number;
   /** Nodes silent this long are forgotten entirely. */
   forgetAfterMs?: number;
+  /**
+   * Leases older than this are checked against what their node's heartbeats say it runs; those it
+   * cannot account for are dropped (see `dropOrphans`). Absent: only lease expiry cleans up.
+   */
+  orphanLeaseAfterMs?: number;
   prefixIndex?: PrefixIndexOptions;
 }
 
@@ -131,6 +136,7 @@ export class PoolCore {
   private readonly leaseMs: number;
   private readonly failureCooldownMs: number;
   private readonly forgetAfterMs: number;
+  private readonly orphanLeaseAfterMs: number | undefined;
   /** Operator statistics per tenant since `countersSince` (soft state, like the prefix index). */
   private readonly tenantCounters = new Map<string, PoolTenantCounters>();
   private readonly countersSince: number;
@@ -143,6 +149,7 @@ export class PoolCore {
     this.leaseMs = opts.leaseMs ?? 30 * 60_000;
     this.failureCooldownMs = opts.failureCooldownMs ?? 5_000;
     this.forgetAfterMs = opts.forgetAfterMs ?? 10 * 60_000;
+    this.orphanLeaseAfterMs = opts.orphanLeaseAfterMs;
     this.countersSince = this.now();
     this.routing = {
       prefixIndex: new PrefixIndex(opts.prefixIndex),
@@ -240,6 +247,7 @@ export class PoolCore {
         kvCache: hb.kvCache ?? null,
       };
       this.nodes.set(k, entry);
+      this.dropOrphans(hb.nodeId, e.model, e.running + e.waiting, now);
       this.routedSinceBeat.delete(hb.nodeId);
       this.routing.prefixIndex.setCapacity(hb.nodeId, e.kvCapacityTokens);
       this.store.putNode(entry);
@@ -250,6 +258,26 @@ export class PoolCore {
     if (this.queue.size > 0) this.dispatch();
     const cacheServers = this.cacheServersOf(hb.region, now);
     return cacheServers.length > 0 ? { draining: hb.drained, cacheServers } : { draining: hb.drained };
+  }
+
+  /**
+   * Drops leases on a node that its agent no longer holds: the edge isolate that would have released
+   * them died mid-request (a runtime restart, wrangler dev killed), and without this each would
+   * count as in flight until it expires. Only leases older than `orphanLeaseAfterMs` are looked at:
+   * a live request is either at the agent by then, and counted in its `running + waiting`, or
+   * finished and released moments after. So if more old leases exist than the agent runs, at least
+   * the surplus are orphans; the oldest that many are dropped (the count is what routing uses).
+   * A live request whose lease went is still released and recorded as usual, to no effect here.
+   */
+  private dropOrphans(nodeId: string, model: string, atAgent: number, now: number): void {
+    if (this.orphanLeaseAfterMs === undefined) return;
+    const before = now - this.orphanLeaseAfterMs;
+    const old: Array<[string, number]> = [];
+    for (const [id, l] of this.leases) if (l.nodeId === nodeId && l.model === model && l.startedAt < before) old.push([id, l.startedAt]);
+    const surplus = old.length - atAgent;
+    if (surplus <= 0) return;
+    old.sort((a, b) => a[1] - b[1]);
+    for (const [id] of old.slice(0, surplus)) this.dropLease(id);
   }
 
   /**

@@ -105,7 +105,12 @@ export class PoolObject extends DurableObject<Env> {
     // SQLite in a Durable Object is synchronous, so the object is fully loaded before the
     // constructor returns and no event can see it half-built.
     migrate(this.sql);
-    this.core = new PoolCore({ staleAfterMs: interval * HEARTBEAT_MISSES + 1_000, store: sqlStore(this.sql) });
+    this.core = new PoolCore({
+      staleAfterMs: interval * HEARTBEAT_MISSES + 1_000,
+      // Releases land milliseconds after a response ends; ten beats is far beyond any lag.
+      orphanLeaseAfterMs: Math.max(10_000, 10 * interval),
+      store: sqlStore(this.sql),
+    });
     this.core.restore(
       readNodes(this.sql),
       readLeases(this.sql),
