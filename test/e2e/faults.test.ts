@@ -237,7 +237,7 @@ describe("an agent killed mid-stream", () => {
 
 describe("an agent killed before the first byte", () => {
   it("is retried on another node: the client gets a normal answer, charged once", async () => {
-    const { key, client } = await tenant("retry", { rpm_limit: 100 });
+    const { client } = await tenant("retry", { rpm_limit: 100 });
     // The request must land on node-b, whose engine holds it without answering.
     expect((await stack.admin("POST", "/nodes/node-a/drain")).status).toBe(200);
     engineB.hold();
@@ -278,7 +278,6 @@ describe("an agent killed before the first byte", () => {
     expect(response.headers.get("x-ratelimit-remaining-requests")).toBe("99");
     const next = await client.chat.completions.create({ model: MODEL, max_tokens: 1, messages: [{ role: "user", content: "again" }] }).withResponse();
     expect(next.response.headers.get("x-ratelimit-remaining-requests")).toBe("98");
-    void key;
 
     // The operator finds the failed attempt in the edge's log, under the request's id.
     const edgeLog = readFileSync(join(dir.path, "logs", "edge.log"), "utf8").split("\n");
