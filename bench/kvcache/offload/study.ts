@@ -59,6 +59,11 @@ export interface OffloadPointOptions extends Omit<OffloadWorkloadOptions, "kvCap
   engines?: number;
   /** GPU KV per engine. Default the H100 figure (419,152 tokens). */
   kvCapacityTokens?: number;
+  /**
+   * KV bytes per token: sizes the tiers' blocks and the host→GPU cost of a load. Default
+   * Llama-3-8B's. The live cross-check (live.ts) uses a small model shape to keep its L1 small.
+   */
+  kvBytesPerToken?: number;
 }
 
 /** Prompt tokens of the measured phase by where their KV came from. */
@@ -101,7 +106,8 @@ export function runOffloadPoint(opts: OffloadPointOptions): OffloadPointResult {
   const kvCapacityTokens = opts.kvCapacityTokens ?? H100_KV_CAPACITY_TOKENS;
   const workloadOptions: OffloadWorkloadOptions = { ...opts, kvCapacityTokens: kvCapacityTokens * nodes, blockSize: BLOCK_SIZE };
   const shape = offloadWorkloadShape(workloadOptions);
-  const blockBytes = BLOCK_SIZE * KV_BYTES_PER_TOKEN;
+  const kvBytesPerToken = opts.kvBytesPerToken ?? KV_BYTES_PER_TOKEN;
+  const blockBytes = BLOCK_SIZE * kvBytesPerToken;
   const remote = c.remoteGiB ? new RemoteTierModel({ capacityBytes: c.remoteGiB * GiB, blockBytes }) : undefined;
   const stacks: TierStack[] = [];
   const cost = new CostModel(h100Llama3Calibration());
@@ -137,7 +143,7 @@ export function runOffloadPoint(opts: OffloadPointOptions): OffloadPointResult {
     nodes,
     requests: offloadWorkload(workloadOptions),
     engine: (_i, clock) => {
-      const settings = { kvCapacityTokens, blockSize: BLOCK_SIZE, kvBytesPerToken: KV_BYTES_PER_TOKEN, enablePrefixCaching: c.prefixCaching, seed: opts.seed };
+      const settings = { kvCapacityTokens, blockSize: BLOCK_SIZE, kvBytesPerToken, enablePrefixCaching: c.prefixCaching, seed: opts.seed };
       if (!c.dramGiB && !remote) return settings;
       const stack = new TierStack({
         now: () => clock.now(),
