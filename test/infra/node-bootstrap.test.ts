@@ -183,14 +183,29 @@ describe("infra/modules/node-bootstrap", () => {
     const run = runFetchSecrets(cfg);
     run("agent");
     const env = readEnvFile(join(run.dir, "agent.env"));
-    expect(env).toEqual({ SWITCHYARD_NODE_SECRET: current, SWITCHYARD_PREVIOUS_NODE_SECRET: previous, SWITCHYARD_ADVERTISE_URL: "http://10.40.1.17:8801" });
+    expect(env).toEqual({
+      SWITCHYARD_NODE_SECRET: current,
+      SWITCHYARD_PREVIOUS_NODE_SECRET: previous,
+      SWITCHYARD_ADVERTISE_URL: "http://10.40.1.17:8801",
+      SWITCHYARD_ADVERTISE_CACHE_SERVER: "10.40.1.17:7400",
+    });
     const raw = JSON.parse(fileAt(cfg, "/etc/switchyard/agent.json").content) as Record<string, unknown>;
-    expect(parseAgentConfig(raw, "agent.json", env).edge).toMatchObject({ nodeSecret: current, previousNodeSecret: previous });
+    const parsed = parseAgentConfig(raw, "agent.json", env);
+    expect(parsed.edge).toMatchObject({ nodeSecret: current, previousNodeSecret: previous });
+    expect(parsed.advertiseCacheServer).toBe("10.40.1.17:7400");
     run("tunnel");
     expect(readEnvFile(join(run.dir, "cloudflared.env"))).toEqual({ TUNNEL_TOKEN: "eyJ0dW5uZWwiOjF9" });
     run("engine");
     expect(readEnvFile(join(run.dir, "engine.env"))).toEqual({ HF_TOKEN: "hf_abc" });
     expect(statSync(join(run.dir, "agent.env")).mode & 0o077).toBe(0);
+  });
+
+  it("advertises no cache server when the node runs none", async () => {
+    const stored = JSON.stringify({ nodeSecret: `sy_ns_2_${"A".repeat(43)}` });
+    const { cfg } = await render({ engine: { model: "m" }, cache_server: { enabled: false }, secret_commands: { node_secret: `printf '%s' '${stored}'` }, private_ip_command: "echo 10.40.1.17" });
+    const run = runFetchSecrets(cfg);
+    run("agent");
+    expect(readEnvFile(join(run.dir, "agent.env")).SWITCHYARD_ADVERTISE_CACHE_SERVER).toBeUndefined();
   });
 
   it("refuses a malformed node secret instead of starting the agent with it", async () => {

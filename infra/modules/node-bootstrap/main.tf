@@ -145,6 +145,7 @@ locals {
     hf_token_command     = coalesce(var.secret_commands.hf_token, "true")
     private_ip_command   = var.private_ip_command
     agent_port           = var.agent.port
+    cache_server_port    = var.cache_server.enabled ? tostring(var.cache_server.port) : ""
     node_bin             = local.node_bin
   })
 
