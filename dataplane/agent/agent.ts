@@ -17,6 +17,9 @@ import { InboundVerifier } from "./inbound-auth";
 import { AgentMetrics } from "./metrics";
 import { createAgentApp, type EngineSlot } from "./server";
 
+
+/** Idle keep-alive of the agent's inbound connections (see where it is set). */
+const AGENT_KEEP_ALIVE_MS = 120_000;
 export const AGENT_VERSION = "0.1.0";
 
 export interface RunningAgent {
@@ -78,6 +81,12 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
         s.off("error", reject);
         resolve(s);
       });
+      // The edge keeps connections to agents pooled. Node closes an idle one after 5 s by default,
+      // which races the edge reusing it: the request dies as "connection lost" before reaching us.
+      // Outlast the client's idle pool instead (the usual rule for a server behind a proxy).
+      const http = s as unknown as { keepAliveTimeout: number; headersTimeout: number };
+      http.keepAliveTimeout = AGENT_KEEP_ALIVE_MS;
+      http.headersTimeout = AGENT_KEEP_ALIVE_MS + 5_000;
       s.once("error", reject);
     });
   } catch (err) {

@@ -38,19 +38,19 @@ export class TtlCache<V> {
     this.entries.clear();
   }
 
-  /** Returns the cached value or loads, caches and returns it. Concurrent misses share one load. */
+  /**
+   * Returns the cached value or loads, caches and returns it. Concurrent misses each load: an
+   * isolate serves many requests, and a promise one request creates must not be awaited by
+   * another — its continuation would run in (or be cancelled with) the first request's context,
+   * which fails the second with "Cannot perform I/O on behalf of a different request" or leaves it
+   * hung (seen under load: bench/results/load). The TTL already bounds misses to a few per key.
+   */
   async getOrLoad(key: string, load: () => Promise<V>, now = Date.now()): Promise<V> {
     const hit = this.get(key, now);
     if (hit !== undefined) return hit;
-    let pending = this.inflight.get(key);
-    if (!pending) {
-      pending = load().finally(() => this.inflight.delete(key));
-      this.inflight.set(key, pending);
-    }
-    const value = await pending;
-    this.set(key, value);
+    const value = await load();
+    // Dated from before the load: a revocation made meanwhile is still picked up within the TTL.
+    this.set(key, value, now);
     return value;
   }
-
-  private readonly inflight = new Map<string, Promise<V>>();
 }
