@@ -12,7 +12,7 @@ import type { EngineAdapter } from "../engines/engine";
 import type { Logger } from "../lib/log";
 import type { Admission, Release } from "./admission";
 import type { InboundVerifier } from "./inbound-auth";
-import { readInboundBody } from "./inbound-body";
+import { readBoundedBody } from "../../protocol/bounded-body";
 import type { AgentMetrics } from "./metrics";
 import { ResponseMeter } from "./response-meter";
 
@@ -99,7 +99,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
 
   /** Reads and authenticates a signed request; returns its body bytes. */
   async function signedBody(req: Request): Promise<Uint8Array> {
-    const bytes = await readInboundBody(req, MAX_INBOUND_BYTES);
+    const bytes = await readBoundedBody(req, MAX_INBOUND_BYTES);
     const url = new URL(req.url);
     const verdict = await deps.verifier.verify(req.method, url.pathname + url.search, bytes, req.headers);
     if (!verdict.ok) {

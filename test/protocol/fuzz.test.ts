@@ -11,24 +11,7 @@ import { describe, expect, it } from "vitest";
 import { chunkKeys } from "../../dataplane/kvcache/keys";
 import { namespaceSeed, prefixBlockHashes, renderChat } from "../../protocol/prefix-hash";
 import { parseSseEvent, SseFramer } from "../../protocol/sse";
-
-/** Text rich in what SSE cares about: line ends of every style, colons, spaces, field names. */
-const sseText = fc
-  .array(fc.oneof(fc.constantFrom("\n", "\r", "\r\n", ":", " ", "data", "event", "id", "retry", "[DONE]", "{", "}", '"'), fc.string({ maxLength: 6 }), fc.string({ unit: "grapheme", maxLength: 4 })), { maxLength: 60 })
-  .map((parts) => parts.join(""));
-
-/** Cut points for splitting a string or byte array into chunks. */
-function split<T extends { length: number; slice(a: number, b?: number): T }>(whole: T, cuts: number[]): T[] {
-  const points = [...new Set(cuts.map((c) => c % (whole.length + 1)))].sort((a, b) => a - b);
-  const out: T[] = [];
-  let last = 0;
-  for (const p of points) {
-    out.push(whole.slice(last, p));
-    last = p;
-  }
-  out.push(whole.slice(last));
-  return out;
-}
+import { split, sseText } from "../support/sse-arbitraries";
 
 describe("SSE framing and parsing (fuzz)", () => {
   it("the framer loses and invents nothing: events + rest rebuild any input, however it is chunked", () => {

@@ -7,27 +7,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type MeterResult, meterBody } from "../../worker/api/stream-meter";
+import { split, sseText } from "../support/sse-arbitraries";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** Text rich in what SSE cares about: line ends of every style, colons, spaces, field names. */
-const sseText = fc
-  .array(fc.oneof(fc.constantFrom("\n", "\r", "\r\n", ":", " ", "data", "event", "id", "retry", "[DONE]", "{", "}", '"'), fc.string({ maxLength: 6 }), fc.string({ unit: "grapheme", maxLength: 4 })), { maxLength: 60 })
-  .map((parts) => parts.join(""));
-
-/** Cut points for splitting a string or byte array into chunks. */
-function split<T extends { length: number; slice(a: number, b?: number): T }>(whole: T, cuts: number[]): T[] {
-  const points = [...new Set(cuts.map((c) => c % (whole.length + 1)))].sort((a, b) => a - b);
-  const out: T[] = [];
-  let last = 0;
-  for (const p of points) {
-    out.push(whole.slice(last, p));
-    last = p;
-  }
-  out.push(whole.slice(last));
-  return out;
-}
 
 describe("the edge's stream meter on hostile upstream bodies (fuzz)", () => {
   async function meter(chunks: Uint8Array[], opts: { sse: boolean; stripUsageChunk?: boolean }): Promise<{ out: string; bytes: Uint8Array; results: MeterResult[] }> {

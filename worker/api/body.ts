@@ -1,4 +1,5 @@
 /** Reading JSON request bodies: declared type checked, hard size limit, strict UTF-8/JSON decoding. */
+import { readBoundedBody } from "../../protocol/bounded-body";
 import { ApiError } from "../../protocol/openai-error";
 
 /**
@@ -23,34 +24,9 @@ export async function readBodyLimited(request: Request, maxBytes: number): Promi
       code: "unsupported_media_type",
     });
   }
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes);
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(maxBytes);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return readBoundedBody(request, maxBytes);
 }
 
-function tooLarge(maxBytes: number): ApiError {
-  return new ApiError(413, `Request body is larger than ${maxBytes} bytes.`, { code: "request_too_large" });
-}
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
