@@ -49,6 +49,13 @@ export interface DevStackOptions {
    * then do not restart the edge (and its Durable Objects) in the middle of a benchmark or a test.
    */
   frozenWorker?: boolean;
+  /**
+   * wrangler dev's devtools inspector (default on). Its proxy forwards runtime events — about two
+   * per streamed chunk of the Worker's fetch to an agent — to wrangler's Node process, one loopback
+   * request each: it caps the local edge at a few hundred chunks/s and, at a thousand concurrent
+   * streams, exhausts workerd's file descriptors. Benchmarks and load tests turn it off.
+   */
+  inspector?: boolean;
 }
 
 export interface RunningAgentProcess {
@@ -207,7 +214,8 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const persist = join(stateDir, "wrangler");
   const edgePort = opts.edgePort ?? (await freePort());
   const edgeUrl = `http://127.0.0.1:${edgePort}`;
-  const wranglerEnv = { WRANGLER_SEND_METRICS: "false", CI: "1" };
+  // wrangler has no flag for it; it leaves the inspector off when it runs under VS Code's debugger.
+  const wranglerEnv: Record<string, string> = { WRANGLER_SEND_METRICS: "false", CI: "1", ...(opts.inspector === false ? { VSCODE_INSPECTOR_OPTIONS: "{}" } : {}) };
   const children: ChildProcess[] = [];
   let edge: ChildProcess | undefined;
   const agents = new Map<string, RunningAgentProcess>();

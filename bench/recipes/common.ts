@@ -95,6 +95,7 @@ export async function startBenchStack(spec: BenchStackSpec): Promise<BenchStack>
   const stack = await startDevStack({
     // Benchmarks must not see the edge restart because someone edited worker/ meanwhile.
     frozenWorker: true,
+    inspector: false,
     stateDir,
     model: first.model,
     heartbeatIntervalMs: spec.heartbeatIntervalMs ?? 1000,
