@@ -150,3 +150,48 @@ describe("leases nobody will release", () => {
     expect(core.snapshot("p").inflight).toBe(1);
   });
 });
+
+describe("per-request state", () => {
+  // Every way a request ends at the edge, as worker/api/proxy.ts drives the pool object; once all
+  // have ended, nothing the pool keeps per request may be left (a soak would otherwise grow it).
+  it("is dropped on every path a request can end by", async () => {
+    const pool = env.POOL.getByName(unique("pool"));
+    await pool.heartbeat(beat("a", "m"));
+    await pool.heartbeat(beat("b", "m"));
+    const prompt = { blocks: [1, 2, 3], tokens: 150, maxTokens: 32 };
+    const route = (requestId: string, over: Record<string, unknown> = {}) => pool.route({ requestId, tenantId: "t", model: "m", strategies: LR, prompt, ...over });
+    // Waited for room and left the queue when its client went away.
+    const full = { policy: "fcfs", maxWaitMs: 60_000, nodeLimit: 1 };
+    await route("holder-a", { admission: full });
+    await route("holder-b", { admission: full });
+    const waiting = route("waiter", { admission: full });
+    expect(await pool.cancelWait("waiter")).toBe(true);
+    expect(await waiting).toMatchObject({ ok: false, reason: "cancelled" });
+    await pool.release({ requestId: "holder-a", outcome: "cancelled" });
+    await pool.release({ requestId: "holder-b", outcome: "completed", usage: { promptTokens: 150, completionTokens: 1, cachedTokens: 0, estimated: false } });
+    // Completed: the engine's usage came back.
+    await route("done");
+    await pool.release({ requestId: "done", outcome: "completed", usage: { promptTokens: 150, completionTokens: 32, cachedTokens: 0, estimated: false } });
+    // Cancelled or broken before any token: the edge has no usage to report.
+    await route("cancelled");
+    await pool.release({ requestId: "cancelled", outcome: "cancelled" });
+    await route("broken");
+    await pool.release({ requestId: "broken", outcome: "failed" });
+    // Refused by its first node, then served by another.
+    const first = await route("retried");
+    if (!first.ok) throw new Error("expected a node");
+    await pool.reportFailure("retried", first.nodeId);
+    await route("retried", { exclude: [first.nodeId] });
+    await pool.release({ requestId: "retried", outcome: "completed", usage: { promptTokens: 150, completionTokens: 8, cachedTokens: 0, estimated: false } });
+    // Refused by every node it tried (failed nodes cool down, so this comes last): the edge
+    // answers 503 and releases nothing.
+    const lone = await route("refused");
+    if (!lone.ok) throw new Error("expected a node");
+    await pool.reportFailure("refused", lone.nodeId);
+
+    const snap = await pool.snapshot();
+    expect(snap.inflight).toBe(0);
+    // Load windows keep entries for their window's length by design; the rest is per request.
+    expect(snap.memory).toMatchObject({ leases: 0, tenantTokenEstimates: 0, tenants: 1 });
+  });
+});

@@ -162,7 +162,7 @@ function poolJson(v: PoolView, now: number) {
     max_queue_wait_ms: m.admission.maxWaitMs,
     node_limit: m.admission.nodeLimit,
   }));
-  if (!s) return { pool: v.pool, models, error: v.error, nodes: [], node_status: {}, inflight: 0, waiting: 0, prefix_entries: 0, tenants: [], counters_since: null };
+  if (!s) return { pool: v.pool, models, error: v.error, nodes: [], node_status: {}, inflight: 0, waiting: 0, prefix_entries: 0, memory: null, tenants: [], counters_since: null };
   const nodeStatus: Record<string, number> = {};
   for (const n of s.nodes) nodeStatus[n.status] = (nodeStatus[n.status] ?? 0) + 1;
   const tenantIds = new Set([...Object.keys(s.vtc), ...Object.keys(s.tenants), ...Object.keys(s.inflightByTenant), ...Object.keys(s.waiting)]);
@@ -175,6 +175,12 @@ function poolJson(v: PoolView, now: number) {
     inflight: s.inflight,
     waiting: Object.values(s.waiting).reduce((a, b) => a + b, 0),
     prefix_entries: s.prefixEntries,
+    memory: {
+      leases: s.memory.leases,
+      load_window_entries: s.memory.loadWindowEntries,
+      tenant_token_estimates: s.memory.tenantTokenEstimates,
+      tenants: s.memory.tenants,
+    },
     tenants: [...tenantIds].sort().flatMap((t) => {
       const p = poolTenantJson(s, t);
       return p ? [{ tenant_id: t, ...p }] : [];

@@ -646,6 +646,10 @@ export class PoolCore {
         const avg = this.outputAverage.get(lease.tenantId);
         this.outputAverage.set(lease.tenantId, avg === undefined ? real.completionTokens : 0.9 * avg + 0.1 * real.completionTokens);
       }
+    } else {
+      // Cancelled or broken before any token: the prompt estimate stands, and the tracker must
+      // still forget the request, or every such request stays in it until its size-triggered purge.
+      this.routing.tenantTokens.settled(input.requestId, undefined, this.now());
     }
     const released = this.dropLease(input.requestId) !== undefined;
     if (lease && released) {
@@ -718,6 +722,12 @@ export class PoolCore {
       nodes,
       inflight: this.leases.size,
       prefixEntries: this.routing.prefixIndex.size,
+      memory: {
+        leases: this.leases.size,
+        loadWindowEntries: this.routing.recentLoad.heldEntries + this.routing.windowLoad.heldEntries,
+        tenantTokenEstimates: this.routing.tenantTokens.pendingCount,
+        tenants: new Set([...this.vtc.entries().map(([t]) => t), ...this.tenantCounters.keys(), ...this.outputAverage.keys()]).size,
+      },
       waiting,
       vtc: Object.fromEntries(this.vtc.entries()),
       inflightByTenant: Object.fromEntries(this.inflightByTenant),

@@ -133,12 +133,30 @@ export interface PoolTenantCounters {
   noHealthyNode: number;
 }
 
+/**
+ * What the pool object keeps in memory per request: leases (until release), the load windows'
+ * entries (until they age out of their window) and the tenant token tracker's estimates (until the
+ * request's release settles them). Each is bounded by requests in flight or by the arrival rate
+ * times a window; one that only grows is a leak.
+ */
+export interface PoolMemory {
+  leases: number;
+  /** Requests in the 60 s load window and in Preble's window (entries, summed). */
+  loadWindowEntries: number;
+  /** Routed requests whose tenant token estimate awaits its release. */
+  tenantTokenEstimates: number;
+  /** Tenants with VTC counters, per-tenant statistics or averages held. */
+  tenants: number;
+}
+
 export interface PoolSnapshot {
   pool: string;
   nodes: PoolNodeSnapshot[];
   inflight: number;
   /** (block, node) pairs in the prefix index. */
   prefixEntries: number;
+  /** Sizes of the pool object's in-memory request state (operators: each must stay bounded). */
+  memory: PoolMemory;
   /** Requests waiting at the edge for room, by tenant. */
   waiting: Record<string, number>;
   /** Virtual token counters of tenants seen (fairness). */

@@ -33,6 +33,13 @@ export class NodeLoad {
 
   constructor(readonly windowMs: number) {}
 
+  /** Entries held in memory, including aged-out ones not yet reclaimed from the arrays' fronts. */
+  get heldEntries(): number {
+    let n = 0;
+    for (const w of this.byNode.values()) n += w.entries.length;
+    return n;
+  }
+
   private window(nodeId: string): Window {
     let w = this.byNode.get(nodeId);
     if (!w) this.byNode.set(nodeId, (w = { entries: [], head: 0, costMs: 0, weightedTokens: 0 }));

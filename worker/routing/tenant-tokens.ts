@@ -24,6 +24,11 @@ export class TenantTokens {
 
   constructor(readonly windowMs = TENANT_WINDOW_MS) {}
 
+  /** Routed requests whose estimate awaits settlement. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
   private prune(w: TenantWindow, now: number): void {
     const oldest = Math.floor((now - this.windowMs) / 1000);
     let drop = 0;
