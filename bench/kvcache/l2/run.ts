@@ -31,6 +31,11 @@ import { RespClient } from "./resp-client";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const MiB = 1024 * 1024;
+// Where to find the two servers. Overridable so that a bundled copy of this benchmark can run on a
+// machine with neither this checkout nor redis installed (e.g. a larger, quieter host): a bundled
+// `switchyard` CLI (run as `node <file> cache-server ...`) and a redis-server binary.
+const SWITCHYARD_CLI = process.env.L2_BENCH_SWITCHYARD_CLI ?? path.join(ROOT, "bin/switchyard.mjs");
+const REDIS_SERVER = process.env.L2_BENCH_REDIS_SERVER ?? "redis-server";
 
 const { values: args } = parseArgs({
   options: {
@@ -100,7 +105,7 @@ function waitForLine(child: ChildProcess, match: (line: string) => boolean, time
 }
 
 async function startSwitchyard(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(ROOT, "bin/switchyard.mjs"), "cache-server", "--port", String(port), "--capacity", `${CAPACITY}`, "--policy", "lru", "--metrics-port", "off"], {
+  const child = spawn(process.execPath, [SWITCHYARD_CLI, "cache-server", "--port", String(port), "--capacity", `${CAPACITY}`, "--policy", "lru", "--metrics-port", "off"], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   await waitForLine(child, (l) => l.includes('"event":"listening"'), 30_000);
@@ -109,7 +114,7 @@ async function startSwitchyard(port: number): Promise<ChildProcess> {
 
 async function startRedis(port: number): Promise<ChildProcess> {
   const child = spawn(
-    "redis-server",
+    REDIS_SERVER,
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory", String(CAPACITY), "--maxmemory-policy", "allkeys-lru", "--protected-mode", "no", "--loglevel", "warning"],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -190,7 +195,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const redisVersion = execFileSync("redis-server", ["--version"]).toString().trim();
+  const redisVersion = execFileSync(REDIS_SERVER, ["--version"]).toString().trim();
   const cells: Cell[] = [];
   let procs: ChildProcess[] = [];
   const stop = () => {
@@ -383,7 +388,7 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
     "",
     "## Where the time goes",
     "",
-    `- Both systems are bounded by the kernel's loopback copies (one copy into the sender's socket buffer and one out of the receiver's, per byte) on 2 vCPUs that also run both processes and other work on this box. The fastest and slowest of a cell's repetitions differ by ${lo.toFixed(1)}× to ${hi.toFixed(1)}× (results.json keeps every run): read the medians, and compare within a row only.`,
+    `- Both systems are bounded by the kernel's loopback copies (one copy into the sender's socket buffer and one out of the receiver's, per byte) on ${machine.cores} cores that also run both processes (and, on a shared box, other work). The fastest and slowest of a cell's repetitions differ by ${lo.toFixed(1)}× to ${hi.toFixed(1)}× (results.json keeps every run): read the medians, and compare within a row only.`,
     `- Integrity is the price L2 pays and redis does not. The client CRC-32s every PUT value and verifies every GET value; the server stores the client's CRC with the value and serves it back without recomputing it (docs/kv-cache.md "Integrity": a value damaged on the way in or at rest is caught at GET). node:zlib's crc32 runs at ${crc} GB/s here, ${((2 * 1.048576) / crc).toFixed(2)} ms per 2 MiB value, once per PUT and once per GET, all of it in the client process, which is also the one driving redis.`,
     "- L2's edge grows with the value. The server sends a stored value straight from the buffer it was received into (redis copies each GET reply into its output buffer). The client's CRC of a GET reply runs chunk by chunk while the rest is still arriving. Evicted values' memory is reused for the next PUT of the same size (no page faults).",
     "- Both clients read values into pooled buffers and use the same transport, so client-side page faults and socket handling do not favour either system.",
