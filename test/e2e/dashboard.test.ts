@@ -63,7 +63,8 @@ beforeAll(async () => {
     model: MODEL,
     heartbeatIntervalMs: 500,
     agents: [
-      { nodeId: "node-a", region: "local", engines: [{ kind: "llamacpp", model: MODEL, sequences: 2, contextSize: 1024, threads: 1 }] },
+      // node-a runs an L1 tier (as a node with spare host memory would), so its row shows the tiers.
+      { nodeId: "node-a", region: "local", engines: [{ kind: "llamacpp", model: MODEL, sequences: 2, contextSize: 1024, threads: 1 }], kvCache: { chunkTokens: 64, l1: { bytes: "4MiB", policy: "lru" } } },
       { nodeId: "node-b", region: "local", engines: [{ kind: "openai", model: MODEL, url: engine.url, maxConcurrency: 16 }] },
     ],
   });
@@ -158,6 +159,9 @@ describe.skipIf(!haveChromium)("operator dashboard in Chromium", () => {
       }
       expect(await page.textContent('tr[data-node="node-a"] .status')).toBe("healthy");
       expect(await page.textContent('tr[data-node="node-b"] td:nth-child(4)')).toBe("openai");
+      // The KV-tier report of node-a's heartbeats; node-b runs none.
+      expect(await page.textContent('tr[data-node="node-a"] td[data-kv-tiers]')).toMatch(/^l1 .* of 4\.0 MiB \(\d+(\.\d)?% used\)$/);
+      expect(await page.textContent('tr[data-node="node-b"] td[data-kv-tiers]')).toBe("–");
       // The token is in the tab's session storage, never in the address.
       expect(page.url()).toBe(`${stack.edgeUrl}/admin/dashboard`);
       expect(await page.evaluate("sessionStorage.getItem('switchyard.adminToken')")).toBe(stack.adminToken);

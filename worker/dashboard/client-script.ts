@@ -62,6 +62,22 @@ export const DASHBOARD_JS = String.raw`(function () {
     if (a >= 100 || Number.isInteger(n)) return String(Math.round(n));
     return n.toFixed(1);
   }
+  function fmtBytes(b) {
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    var i = 0;
+    while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+    return (i === 0 || b >= 100 ? Math.round(b) : b.toFixed(1)) + " " + units[i];
+  }
+  /** The agent's KV tiers in one line, e.g. "l1 82% of 4.0 GiB (60% used) · l2 40% of 64 GiB (10% used) 2/2 up", or "–". */
+  function kvTiers(kv) {
+    if (!kv || !kv.tiers || kv.tiers.length === 0) return "–";
+    return kv.tiers.map(function (t) {
+      var rate = t.hit_rate === null ? "no lookups" : fmtPct(t.hit_rate);
+      var used = t.capacity_bytes > 0 ? " of " + fmtBytes(t.capacity_bytes) + " (" + fmtPct(t.bytes_used / t.capacity_bytes) + " used)" : "";
+      var servers = t.servers !== undefined ? " " + t.servers_up + "/" + t.servers + " up" : "";
+      return t.tier + " " + rate + used + servers;
+    }).join(" · ");
+  }
   function fmtPct(x) { return (x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0) + "%"; }
   function fmtAge(ms) { return ms < 1000 ? ms + " ms" : (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + " s"; }
   function fmtTime(iso) { return iso ? new Date(iso).toLocaleTimeString() : "–"; }
@@ -315,16 +331,17 @@ export const DASHBOARD_JS = String.raw`(function () {
           el("td", null, [meter(n.load), n.inflight + " / " + n.node_limit]),
           el("td", { className: "num", text: n.running + " / " + n.waiting }),
           el("td", null, [meter(n.kv_usage), fmtPct(n.kv_usage)]),
+          el("td", { "data-kv-tiers": "", text: kvTiers(n.kv_cache) }),
           el("td", { className: "num", text: fmtCompact(n.prefill_backlog_tokens) }),
           el("td", { className: "num", text: fmtCompact(n.prefix_blocks) }),
           el("td", { className: "num", text: fmtAge(n.heartbeat_age_ms) }),
         ]);
       });
       var table = el("table", { "data-pool": p.pool }, [
-        el("thead", null, [el("tr", null, ["Node", "Model", "Region", "Engine", "Status", "Load (in flight / limit)", "Engine run / wait", "KV cache", "Prefill backlog", "Prefix blocks", "Heartbeat"].map(function (hd, i) {
-          return el("th", { className: i >= 6 && i !== 7 ? "num" : "", text: hd });
+        el("thead", null, [el("tr", null, ["Node", "Model", "Region", "Engine", "Status", "Load (in flight / limit)", "Engine run / wait", "KV cache", "KV tiers (hit rate, used)", "Prefill backlog", "Prefix blocks", "Heartbeat"].map(function (hd, i) {
+          return el("th", { className: i >= 6 && i !== 7 && i !== 8 ? "num" : "", text: hd });
         }))]),
-        el("tbody", null, rows.length ? rows : [el("tr", null, [el("td", { colspan: 11, className: "muted", text: "No node has sent a heartbeat for this pool." })])]),
+        el("tbody", null, rows.length ? rows : [el("tr", null, [el("td", { colspan: 12, className: "muted", text: "No node has sent a heartbeat for this pool." })])]),
       ]);
       box.appendChild(el("div", { className: "pool" }, [head, table]));
     });
