@@ -87,14 +87,12 @@ export interface KvLowerTier {
 const TWO_32 = 4294967296;
 
 /**
- * Hash of a full block: chained from `parent` (ROOT_HASH for the first block) over
- * tokens[start, start + blockSize). Two 32-bit murmur3-style lanes combined into a 52-bit integer.
+ * Two 32-bit murmur3-style lanes over values[start, end), seeded with (h1, h2) and combined into a
+ * 52-bit integer (exact in a double, so hashes stay plain numbers).
  */
-export function hashBlock(parent: number, tokens: ArrayLike<number>, start: number, blockSize: number): number {
-  let h1 = (parent % TWO_32) | 0;
-  let h2 = Math.floor(parent / TWO_32) ^ 0x9e3779b9;
-  for (let i = start, end = start + blockSize; i < end; i++) {
-    let k = Math.imul(tokens[i] as number, 0xcc9e2d51);
+function lanes52(h1: number, h2: number, values: ArrayLike<number>, start: number, end: number): number {
+  for (let i = start; i < end; i++) {
+    let k = Math.imul(values[i] as number, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, 0x1b873593);
     h1 ^= k;
@@ -104,7 +102,7 @@ export function hashBlock(parent: number, tokens: ArrayLike<number>, start: numb
     h2 = (h2 << 17) | (h2 >>> 15);
     h2 = (Math.imul(h2, 0x2545f491) + 0x6b43a9b5) | 0;
   }
-  h1 ^= blockSize;
+  h1 ^= end - start;
   h2 ^= h1;
   h1 ^= h1 >>> 16;
   h1 = Math.imul(h1, 0x85ebca6b);
@@ -119,6 +117,11 @@ export function hashBlock(parent: number, tokens: ArrayLike<number>, start: numb
   return (h2 >>> 12) * TWO_32 + (h1 >>> 0);
 }
 
+/** Hash of a full block: chained from `parent` (ROOT_HASH for the first block) over tokens[start, start + blockSize). */
+export function hashBlock(parent: number, tokens: ArrayLike<number>, start: number, blockSize: number): number {
+  return lanes52((parent % TWO_32) | 0, Math.floor(parent / TWO_32) ^ 0x9e3779b9, tokens, start, start + blockSize);
+}
+
 /**
  * Root of a namespace's chains (vLLM's `cache_salt` mixed into the first block): ROOT_HASH without a
  * namespace (undefined or ""), else a 52-bit hash of the namespace's UTF-16 units. Costs one pass over
@@ -126,32 +129,8 @@ export function hashBlock(parent: number, tokens: ArrayLike<number>, start: numb
  */
 export function namespaceSeed(namespace?: string): number {
   if (!namespace) return ROOT_HASH;
-  let h1 = 0x3c6ef372;
-  let h2 = 0xa54ff53a;
-  for (let i = 0; i < namespace.length; i++) {
-    let k = Math.imul(namespace.charCodeAt(i), 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h1 ^= k;
-    h1 = (h1 << 13) | (h1 >>> 19);
-    h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
-    h2 ^= k;
-    h2 = (h2 << 17) | (h2 >>> 15);
-    h2 = (Math.imul(h2, 0x2545f491) + 0x6b43a9b5) | 0;
-  }
-  h1 ^= namespace.length;
-  h2 ^= h1;
-  h1 ^= h1 >>> 16;
-  h1 = Math.imul(h1, 0x85ebca6b);
-  h1 ^= h1 >>> 13;
-  h1 = Math.imul(h1, 0xc2b2ae35);
-  h1 ^= h1 >>> 16;
-  h2 ^= h2 >>> 15;
-  h2 = Math.imul(h2, 0x735a2d97);
-  h2 ^= h2 >>> 15;
-  h2 = Math.imul(h2, 0x0bef6c35);
-  h2 ^= h2 >>> 16;
-  const seed = (h2 >>> 12) * TWO_32 + (h1 >>> 0);
+  const units = Array.from({ length: namespace.length }, (_, i) => namespace.charCodeAt(i));
+  const seed = lanes52(0x3c6ef372, 0xa54ff53a, units, 0, units.length);
   return seed === ROOT_HASH ? seed + 1 : seed;
 }
 
