@@ -28,6 +28,7 @@ import { checksum } from "../../../dataplane/kvcache/l2/protocol";
 import type { Logger } from "../../../dataplane/lib/log";
 import { quantileSorted } from "../../lib/stats";
 import { RespClient } from "./resp-client";
+import { hostInfo } from "../../lib/host";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const MiB = 1024 * 1024;
@@ -290,15 +291,10 @@ async function main(): Promise<void> {
   for (let i = 0; i < 10; i++) checksum(crcProbe);
   const crcGBps = (10 * crcProbe.length) / ((performance.now() - crcStart) / 1000) / 1e9;
   const machine = {
-    cpu: os.cpus()[0]?.model ?? "?",
-    cores: os.cpus().length,
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
+    ...hostInfo(),
     redis: redisVersion,
     /** node:zlib crc32 over a warm 32 MiB buffer, measured after the runs: what integrity costs per byte here. */
     crc32GBps: Number(crcGBps.toFixed(2)),
-    loadAverageAtEnd: os.loadavg().map((x) => Number(x.toFixed(2))),
   };
   const settings = {
     reps: REPS,

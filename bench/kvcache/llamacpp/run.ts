@@ -35,6 +35,7 @@ import { AgentKvTiers } from "../../../dataplane/kvcache/agent-tiers";
 import type { Logger } from "../../../dataplane/lib/log";
 import { validateGenerationRequest } from "../../../protocol/openai-request";
 import { quantileSorted } from "../../lib/stats";
+import { hostInfo } from "../../lib/host";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const { values: args } = parseArgs({
@@ -218,14 +219,9 @@ async function main(): Promise<void> {
   const nlcPkg = JSON.parse(readFileSync(path.join(ROOT, "node_modules/node-llama-cpp/package.json"), "utf8")) as { version: string };
   const llamaInfo = JSON.parse(readFileSync(path.join(ROOT, "node_modules/node-llama-cpp/llama/llama.cpp.info.json"), "utf8")) as { tag: string };
   const machine = {
-    cpu: os.cpus()[0]?.model ?? "?",
-    cores: os.cpus().length,
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
+    ...hostInfo(),
     nodeLlamaCpp: nlcPkg.version,
     llamaCpp: llamaInfo.tag,
-    loadAverageAtEnd: os.loadavg().map((x) => Number(x.toFixed(2))),
   };
   const settings = {
     reps: REPS,

@@ -24,6 +24,7 @@ import { H100_KV_CAPACITY_TOKENS } from "../../../dataplane/engines/sim/des";
 import { BLOCK_SIZE, DEFAULT_DRAM_GIB, DEFAULT_REMOTE_GIB, KV_BYTES_PER_TOKEN, OFFLOAD_CONFIGS, type OffloadConfig, type OffloadPointResult, runOffloadPoint } from "./study";
 import { GiB, LINKS } from "./tiers";
 import { offloadWorkloadShape } from "./workload";
+import { hostInfo } from "../../lib/host";
 
 const TARGET_TTFT_MS = 5_000;
 const TARGET_RATIO = 5;
@@ -187,12 +188,7 @@ const settings = {
   statistic: "per cell: the median over seeds of each run's mean / P99 TTFT and hit rates",
 };
 const machine = {
-  cpu: os.cpus()[0]?.model ?? "?",
-  cores: os.cpus().length,
-  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-  kernel: `${os.type()} ${os.release()}`,
-  node: process.version,
-  loadAverageAtEnd: os.loadavg().map((x) => Number(x.toFixed(2))),
+  ...hostInfo(),
   wallSeconds: Number((wallMs / 1000).toFixed(1)),
 };
 const generatedAt = new Date().toISOString();
