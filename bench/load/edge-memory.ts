@@ -25,9 +25,10 @@ import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import OpenAI from "openai";
 import { WebSocket } from "undici";
-import { freePort, ROOT, startDevStack } from "../../scripts/dev-stack";
+import { freePort, ROOT } from "../../scripts/dev-stack";
 import { machineInfo, tenantKey } from "../recipes/common";
-import { descendants, type SimServer, startSimServer, stopSimServer } from "./processes";
+import { startLoadStack } from "./load-stack";
+import { descendants } from "./processes";
 import { streamOnce } from "./stream";
 
 const MODEL = "llama-3-8b";
@@ -110,22 +111,7 @@ class Cdp {
   }
 }
 
-const engines: SimServer[] = [];
-for (let i = 0; i < opts.nodes; i++) {
-  engines.push(await startSimServer({ port: await freePort(), model: MODEL, maxNumSeqs: Math.ceil(opts.concurrency / opts.nodes) + 16, timeScale: 0.25, logPath: join(stateDir, "logs", `engine-${i}.log`) }));
-}
-const stack = await startDevStack({
-  stateDir,
-  model: MODEL,
-  frozenWorker: true,
-  inspector: false,
-  onStatus: log,
-  agents: engines.map((e, i) => ({
-    nodeId: `mem-${i}`,
-    region: "local",
-    engines: [{ kind: "openai" as const, model: MODEL, url: e.url, maxConcurrency: 64, connections: 64, pollIntervalMs: 500 }],
-  })),
-});
+const { stack, stop } = await startLoadStack({ stateDir, model: MODEL, nodes: opts.nodes, nodePrefix: "mem", maxNumSeqs: Math.ceil(opts.concurrency / opts.nodes) + 16, agentConcurrency: 64, timeScale: 0.25, log });
 
 interface Sample {
   t_s: number;
@@ -211,8 +197,7 @@ try {
 } finally {
   writeFileSync(join(opts.out, "samples.json"), `${JSON.stringify({ opts, machine: machineInfo({ bench: "edge-memory", load_average_end: loadavg().map((x) => Math.round(x * 100) / 100) }), soak: soakResult, summary: summarize(samples), samples }, null, 1)}\n`);
   log(`summary: ${JSON.stringify(summarize(samples))}`);
-  await stack.stop();
-  for (const e of engines) stopSimServer(e);
+  await stop();
 }
 
 /** Resident memory split as the kernel counts it: anonymous (heaps), file-backed, shared memory (MiB). */

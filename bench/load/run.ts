@@ -22,10 +22,11 @@ import { Command, InvalidArgumentError } from "commander";
 import OpenAI from "openai";
 import { secretVersionOf } from "../../dataplane/agent/inbound-auth";
 import { signRequest } from "../../protocol/signing";
-import { freePort, ROOT, type RunningAgentProcess, startDevStack } from "../../scripts/dev-stack";
+import { ROOT, type RunningAgentProcess } from "../../scripts/dev-stack";
+import { startLoadStack } from "./load-stack";
 import { summarizeValues, type Stats } from "../lib/stats";
 import { machineInfo, tenantKey } from "../recipes/common";
-import { type SimServer, startSimServer, stopSimServer, usageByRole } from "./processes";
+import { usageByRole } from "./processes";
 import { type StreamResult, streamOnce } from "./stream";
 
 const MODEL = "llama-3-8b";
@@ -73,27 +74,9 @@ const stateDir = join(ROOT, ".switchyard", "bench-load");
 mkdirSync(join(stateDir, "logs"), { recursive: true });
 mkdirSync(opts.out, { recursive: true });
 
-// The engines: standalone emulator servers, so requests can reach them without the edge too.
-log(`starting ${opts.nodes} emulator servers (time scale ${opts.timeScale})`);
 const maxNumSeqs = Math.ceil(opts.concurrency / opts.nodes) + 16;
-const engines: SimServer[] = [];
-for (let i = 0; i < opts.nodes; i++) {
-  engines.push(await startSimServer({ port: await freePort(), model: MODEL, maxNumSeqs, timeScale: opts.timeScale, logPath: join(stateDir, "logs", `engine-${i}.log`) }));
-}
-
-const stack = await startDevStack({
-  stateDir,
-  model: MODEL,
-  frozenWorker: true,
-  inspector: false,
-  onStatus: log,
-  agents: engines.map((e, i) => ({
-    nodeId: `load-${i}`,
-    region: "local",
-    // The agent sends the engine everything it admits; the edge's per-node limit is this too.
-    engines: [{ kind: "openai" as const, model: MODEL, url: e.url, maxConcurrency: maxNumSeqs, connections: maxNumSeqs, pollIntervalMs: 500 }],
-  })),
-});
+// The agent sends the engine everything it admits; the edge's per-node limit is this too.
+const { stack, engines, stop } = await startLoadStack({ stateDir, model: MODEL, nodes: opts.nodes, nodePrefix: "load", maxNumSeqs, agentConcurrency: maxNumSeqs, timeScale: opts.timeScale, log });
 
 const results: Record<string, unknown> = { parameters: { ...opts, out: undefined, maxNumSeqs, model: MODEL } };
 try {
@@ -303,8 +286,7 @@ try {
 } finally {
   results.machine = machineInfo({ bench: "load", load_average_end: loadavg().map((x) => Math.round(x * 100) / 100) });
   writeFileSync(join(opts.out, "results.json"), `${JSON.stringify(results, null, 1)}\n`);
-  await stack.stop();
-  for (const e of engines) stopSimServer(e);
+  await stop();
 }
 writeFileSync(join(opts.out, "results.md"), renderMarkdown(results));
 log(`wrote ${join(opts.out, "results.md")}`);
