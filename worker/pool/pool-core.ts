@@ -85,6 +85,11 @@ export function headroomSlots(limit: number, fraction: number): number {
   return fraction > 0 ? Math.max(1, Math.ceil(limit * fraction)) : 0;
 }
 
+/** Whether admission lets tenants below their share go over the limit at all. */
+function hasHeadroom(admission: AdmissionSettings | undefined): boolean {
+  return (admission?.headroom ?? DEFAULT_VTC_HEADROOM) > 0;
+}
+
 export interface PoolCoreOptions {
   /** A node silent for longer is `lost`. */
   staleAfterMs: number;
@@ -417,7 +422,7 @@ export class PoolCore {
     }
     // A tenant below its fair share of slots, with nothing waiting, goes over the limit by at most
     // the headroom rather than queue behind the tenants that fill the pool.
-    if (policy === "vtc" && !this.queue.arrive(input.tenantId) && this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, healthy)) {
+    if (policy === "vtc" && !this.queue.arrive(input.tenantId) && hasHeadroom(input.admission) && this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, healthy)) {
       const candidates = this.candidates(input, healthy, true);
       if (candidates.length > 0) {
         done(this.commit(input, candidates, now));
@@ -479,14 +484,17 @@ export class PoolCore {
     const now = this.now();
     for (;;) {
       const policy = this.policyOf(this.queue);
-      // Under VTC, a waiting tenant still below its fair share of slots goes first, into the headroom.
+      const head = this.queue.peek(policy);
+      if (!head) return;
+      if (this.admitWaiting(head, now, false)) continue;
+      // No slot within the limits: a waiting tenant still below its fair share of slots may use the
+      // headroom. Slots within the limits always go in counter order — letting a below-share tenant
+      // take one ahead of a smaller counter is what broke VTC's bound (issue 5).
       const under =
         policy === "vtc"
-          ? this.queue.peek("vtc", (tenant, w) => this.belowFairShare(tenant, w.item.input.tenantWeight ?? 1, w.item.input, this.healthy(w.item.input, now).healthy))
+          ? this.queue.peek("vtc", (tenant, w) => hasHeadroom(w.item.input.admission) && this.belowFairShare(tenant, w.item.input.tenantWeight ?? 1, w.item.input, this.healthy(w.item.input, now).healthy))
           : undefined;
-      if (under && this.admitWaiting(under, now, true)) continue;
-      const head = this.queue.peek(policy);
-      if (!head || !this.admitWaiting(head, now, false)) return;
+      if (!under || !this.admitWaiting(under, now, true)) return;
     }
   }
 
