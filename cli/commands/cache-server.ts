@@ -13,6 +13,7 @@ interface CacheServerFlags {
   maxValue: string;
   maxConnections: string;
   verifyPuts?: boolean;
+  shards: string;
 }
 
 function integer(flag: string, text: string): number {
@@ -32,19 +33,23 @@ export function registerCacheServerCommand(program: Command): void {
     .option("--metrics-host <addr>", "address for /metrics (default: --host)")
     .option("--max-value <size>", "largest value accepted", "128MiB")
     .option("--max-connections <n>", "connections beyond this are refused", "1024")
-    .option("--verify-puts", "recompute every PUT value's CRC-32 and refuse mismatches (readers verify every GET either way)")
+    .option("--shards <n>", "worker threads, each with capacity/n of the values on its own port (--port, --port+1, ...); clients need only --port", "1")
+    .option("--verify-puts", "recompute every PUT's XXH64 checksum and refuse mismatches (readers verify every GET either way)")
     .addHelpText(
       "after",
       `
 Example:
   switchyard cache-server --host 0.0.0.0 --port 7400 --capacity 64GiB --policy s3fifo --metrics-port 9400
 
-Agents list the server as host:port in their L2 config ("servers": ["10.0.0.7:7400"]).
+  switchyard cache-server --host 0.0.0.0 --port 7400 --capacity 64GiB --shards 8   # ports 7400-7407
+
+Agents list the server as host:port in their L2 config ("servers": ["10.0.0.7:7400"]); a sharded
+server is still listed once, by --port: clients ask it for the other shards' ports.
 Sizes: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB powers of 1024.`,
     )
     .action(async (flags: CacheServerFlags) => {
       // Loaded here: admin commands should not pay for the server's imports.
-      const { CacheServer } = await import("../../dataplane/kvcache/server/cache-server");
+      const { startCacheServer } = await import("../../dataplane/kvcache/server/sharded-server");
       const { parseByteSize } = await import("../../dataplane/kvcache/server/config");
       const size = (flag: string, text: string) => {
         try {
@@ -55,7 +60,7 @@ Sizes: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB powers of 1024.`,
       };
       const metricsOff = flags.metricsPort.trim().toLowerCase() === "off";
       if (!["lru", "s3fifo"].includes(flags.policy)) throw new CliError(`--policy must be lru or s3fifo, got '${flags.policy}'`);
-      const server = await CacheServer.start({
+      const server = await startCacheServer({
         host: flags.host,
         port: integer("--port", flags.port),
         capacityBytes: size("--capacity", flags.capacity),
@@ -65,14 +70,16 @@ Sizes: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB powers of 1024.`,
         maxValueBytes: size("--max-value", flags.maxValue),
         maxConnections: integer("--max-connections", flags.maxConnections),
         verifyPutChecksums: flags.verifyPuts === true,
+        shards: integer("--shards", flags.shards),
       }).catch((err: unknown) => {
         if (err instanceof ConfigError) {
           // Name the flag, not the config field.
-          const flagOf: Record<string, string> = { port: "--port", host: "--host", capacityBytes: "--capacity", policy: "--policy", metricsPort: "--metrics-port", metricsHost: "--metrics-host", maxValueBytes: "--max-value", maxConnections: "--max-connections" };
+          const flagOf: Record<string, string> = { port: "--port", host: "--host", capacityBytes: "--capacity", policy: "--policy", metricsPort: "--metrics-port", metricsHost: "--metrics-host", maxValueBytes: "--max-value", maxConnections: "--max-connections", shards: "--shards" };
           throw new CliError(err.message.replace(/^ {2}(\w+):/gm, (m, field: string) => (flagOf[field] ? `  ${flagOf[field]}:` : m)).replace("cache-server options", "flags"));
         }
         const e = err as NodeJS.ErrnoException;
         if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") throw new CliError(`cannot listen: ${e.message}`);
+        if (err instanceof RangeError) throw new CliError(err.message);
         throw err;
       });
       const shutdown = () => {

@@ -4,14 +4,19 @@
  * - Placement: `HashRing` over `host:port` ids (from config or `setMembers`, which the agent calls
  *   when the edge distributes a new membership); with `replicas: r` a key lives on the r distinct
  *   servers clockwise from it.
- * - Connections: per server, `dataConnections` pipelined connections for GET/PUT (the one with the
+ * - Shards: a server may run several shards (threads, each on its own port; server/sharded-server.ts).
+ *   On first use the client asks the advertised port for the shard ports (SHARDS) and sends each
+ *   key to its shard (protocol.ts shardOf); a WRONG_SHARD reply is a miss and refreshes the map.
+ *   Membership (config, the edge) still names one `host:port` per server.
+ * - Connections: per shard, `dataConnections` pipelined connections for GET/PUT (the one with the
  *   fewest bytes in flight is used) plus one control connection for PREFIX/DELETE/STATS, so a probe
  *   never waits behind a 32 MiB value.
  * - Failures are misses: a request that times out, fails, or gets a corrupt reply (key echo,
- *   length or CRC-32 wrong) is a miss/0 and the caller recomputes; nothing here throws for a
+ *   length or checksum wrong) is a miss/0 and the caller recomputes; nothing here throws for a
  *   server's sake. A connection error marks the server down at once, `failureThreshold`
- *   consecutive timeouts do too; while down its keys are misses without a round trip, and after
- *   `downMs` (doubling up to `maxDownMs` while it keeps failing) requests try it again.
+ *   consecutive timeouts do too (per shard: one dead shard costs only its keys); while down its keys
+ *   are misses without a round trip, and after `downMs` (doubling up to `maxDownMs` while it keeps
+ *   failing) requests try it again.
  * - Zero copy: a PUT's value is written from the caller's buffer (do not modify it until put()
  *   resolves); a GET returns the buffer the reply was read into.
  *
@@ -26,11 +31,11 @@ import { createLogger, type Logger } from "../../lib/log";
 import { HashRing, type RingMember } from "../ring/hash-ring";
 import type { KvKey, KvTier, TierStats } from "../tier";
 import { TcpTransport } from "../transport/tcp";
-import { type Endpoint, parseEndpoint, type Transport } from "../transport/transport";
+import { type Endpoint, formatEndpoint, parseEndpoint, type Transport } from "../transport/transport";
 import type { BufferPool } from "./buffer-pool";
 import { Channel, type Outcome } from "./channel";
 import { type L2ClientConfig, type L2ClientConfigInput, l2ClientConfigSchema } from "./config";
-import { checksumAsync, Flag, keyToBytes, MAX_CONTROL_BODY_BYTES, Op, type ProtocolLimits, readPrefixReply, Status, verifyGetReply } from "./protocol";
+import { checksumAsync, Flag, keyToBytes, MAX_CONTROL_BODY_BYTES, Op, type ProtocolLimits, readPrefixReply, readShardsReply, shardOf, Status, verifyGetReply } from "./protocol";
 
 export interface L2ClientOptions extends L2ClientConfigInput {
   /** Default: TCP. */
@@ -65,13 +70,19 @@ export interface L2ClientStats extends TierStats {
   servers: ServerHealth[];
 }
 
-export interface ServerHealth {
+export interface ShardHealth {
+  /** `host:port` of the shard. */
   id: string;
   up: boolean;
-  /** Epoch ms until which the server is considered down (0 when up). */
+  /** Epoch ms until which the shard is considered down (0 when up). */
   downUntil: number;
   consecutiveFailures: number;
   inFlight: number;
+}
+
+/** A server: up when all its known shards are (the fields are the worst, or the sum, over them). */
+export interface ServerHealth extends ShardHealth {
+  shards: ShardHealth[];
 }
 
 /** What a cache server reports to STATS (server/cache-server.ts CacheServerStats). */
@@ -87,8 +98,8 @@ export interface RemoteServerStats {
 
 type Lane = "data" | "control";
 
-/** One cache server: its connections and its circuit breaker. */
-class ServerHandle {
+/** One shard of a cache server (the whole server when it runs one): its connections and its circuit breaker. */
+class ShardHandle {
   readonly endpoint: Endpoint;
   private readonly control: Channel;
   private readonly data: Channel[];
@@ -153,7 +164,7 @@ class ServerHandle {
     this.backoffMs = this.config.downMs;
   }
 
-  private markDown(reason: string): void {
+  markDown(reason: string): void {
     const now = Date.now();
     // Already down (failures of requests sent before are not news), or closed by us.
     if (now < this.downUntil || this.closed) return;
@@ -165,6 +176,112 @@ class ServerHandle {
     const err = new Error(`server ${this.id} marked down`);
     this.control.reset(err);
     for (const c of this.data) c.reset(err);
+  }
+
+  health(now: number): ShardHealth {
+    const up = this.isUp(now);
+    return { id: this.id, up, downUntil: up ? 0 : this.downUntil, consecutiveFailures: this.consecutiveFailures, inFlight: this.inFlight };
+  }
+}
+
+/** Discovery is retried at most this often after a WRONG_SHARD. */
+const REDISCOVER_MIN_MS = 1_000;
+
+/** One ring member: a cache server at its advertised `host:port`, and the shards it told us about. */
+class ServerHandle {
+  readonly endpoint: Endpoint;
+  /** In shard order once discovered; before, only the advertised endpoint's. */
+  shards: ShardHandle[];
+  private discovered = false;
+  private discovering: Promise<void> | undefined;
+  private lastDiscoveryAt = 0;
+  private retired = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly make: (id: string) => ShardHandle,
+    private readonly discoveryTimeoutMs: number,
+    private readonly log: Logger,
+  ) {
+    this.endpoint = parseEndpoint(id);
+    this.shards = [make(id)];
+  }
+
+  /** Whether the shard map is known. */
+  get mapped(): boolean {
+    return this.discovered;
+  }
+
+  /** The shard that holds `key` when the shard map is known; undefined before discovery. */
+  shardForSync(kb: Uint8Array): ShardHandle | undefined {
+    return this.discovered ? this.shards[shardOf(kb, this.shards.length)] : undefined;
+  }
+
+  /** The shard that holds `key`, discovering the shard map first if needed; undefined when the server does not answer. */
+  async shardFor(kb: Uint8Array): Promise<ShardHandle | undefined> {
+    if (!this.discovered) await this.discover();
+    return this.shardForSync(kb);
+  }
+
+  /** Asks a shard that is up for the shard ports (one request at a time). */
+  discover(): Promise<void> {
+    this.discovering ??= this.runDiscovery().finally(() => {
+      this.discovering = undefined;
+    });
+    return this.discovering;
+  }
+
+  /** A shard said a key is not its own: the server was restarted with another shard count. */
+  staleMap(): void {
+    if (Date.now() - this.lastDiscoveryAt >= REDISCOVER_MIN_MS) void this.discover();
+  }
+
+  get lateReplies(): number {
+    return this.retired + this.shards.reduce((n, s) => n + s.lateReplies, 0);
+  }
+
+  health(now: number): ServerHealth {
+    const shards = this.shards.map((s) => s.health(now));
+    return {
+      id: this.id,
+      up: shards.every((s) => s.up),
+      downUntil: Math.max(...shards.map((s) => s.downUntil)),
+      consecutiveFailures: Math.max(...shards.map((s) => s.consecutiveFailures)),
+      inFlight: shards.reduce((n, s) => n + s.inFlight, 0),
+      shards,
+    };
+  }
+
+  close(): void {
+    for (const s of this.shards) s.close();
+  }
+
+  private async runDiscovery(): Promise<void> {
+    this.lastDiscoveryAt = Date.now();
+    const via = this.shards.find((s) => s.isUp());
+    if (via === undefined) return;
+    const out = await via.call("control", { op: Op.SHARDS }, this.discoveryTimeoutMs, 256);
+    if (out.kind !== "reply") return;
+    const map = readShardsReply(out.frame);
+    if (map === undefined) {
+      // Not ready yet, or not a server we understand: its keys are misses until the next try.
+      via.markDown(`no shard map (status ${out.frame.header.status})`);
+      return;
+    }
+    const byId = new Map(this.shards.map((s) => [s.id, s]));
+    const next = map.ports.map((port) => {
+      const id = formatEndpoint({ host: this.endpoint.host, port });
+      const known = byId.get(id);
+      byId.delete(id);
+      return known ?? this.make(id);
+    });
+    for (const gone of byId.values()) {
+      this.retired += gone.lateReplies;
+      gone.close();
+    }
+    if (next.length !== this.shards.length || !this.discovered) this.log.info("l2_server_shards", { server: this.id, shards: next.length });
+    this.shards = next;
+    this.discovered = true;
   }
 }
 
@@ -221,7 +338,11 @@ export class L2Client implements KvTier {
         this.handles.delete(id);
       }
     }
-    for (const id of ids) if (!this.handles.has(id)) this.handles.set(id, new ServerHandle(id, this.config, this.transport, this.limits, this.log, this.pool));
+    for (const id of ids) {
+      if (this.handles.has(id)) continue;
+      const make = (shardId: string) => new ShardHandle(shardId, this.config, this.transport, this.limits, this.log, this.pool);
+      this.handles.set(id, new ServerHandle(id, make, this.timeoutFor(0), this.log));
+    }
   }
 
   /** The servers that hold (or would hold) `key`, primary first. */
@@ -234,8 +355,9 @@ export class L2Client implements KvTier {
     this.counters.gets++;
     if (!this.closed && !signal?.aborted) {
       const timeout = this.timeoutFor(this.config.expectedValueBytes);
-      for (const h of this.targets(key)) {
-        if (!h.isUp()) {
+      for (const server of this.targets(key)) {
+        const h = server.shardForSync(kb) ?? (await server.shardFor(kb));
+        if (h === undefined || !h.isUp()) {
           this.counters.skippedDown++;
           continue;
         }
@@ -252,7 +374,10 @@ export class L2Client implements KvTier {
             // The server may hold a damaged copy (it stores values unverified): delete it, or it
             // would refuse the good copy the next PUT brings (a stored key is never overwritten).
             void h.call("control", { op: Op.DELETE, keys: [kb] }, this.timeoutFor(0), 0);
-          } else if (r.miss === "status") this.counters.errors++;
+          } else if (r.miss === "status") {
+            this.counters.errors++;
+            if (out.frame.header.status === Status.WRONG_SHARD) server.staleMap();
+          }
         } else if (out.kind === "aborted") break;
         else this.countFailure(out);
       }
@@ -274,11 +399,12 @@ export class L2Client implements KvTier {
       this.counters.putFailures++;
       return;
     }
-    const sum = await checksumAsync(value);
+    const sum = await checksumAsync(kb, value);
     const timeout = this.timeoutFor(value.byteLength);
     const results = await Promise.all(
-      this.targets(key).map(async (h) => {
-        if (!h.isUp()) {
+      this.targets(key).map(async (server) => {
+        const h = server.shardForSync(kb) ?? (await server.shardFor(kb));
+        if (h === undefined || !h.isUp()) {
           this.counters.skippedDown++;
           return false;
         }
@@ -287,8 +413,10 @@ export class L2Client implements KvTier {
           this.countFailure(out);
           return false;
         }
-        if (out.frame.header.status !== Status.OK) this.counters.errors++;
-        return out.frame.header.status === Status.OK;
+        const status = out.frame.header.status;
+        if (status !== Status.OK) this.counters.errors++;
+        if (status === Status.WRONG_SHARD) server.staleMap();
+        return status === Status.OK;
       }),
     );
     if (results.some(Boolean)) this.counters.bytesIn += value.byteLength;
@@ -305,13 +433,25 @@ export class L2Client implements KvTier {
     this.counters.prefixQueries++;
     const n = Math.min(keys.length, this.config.maxKeys);
     if (n === 0 || this.closed || signal?.aborted) return 0;
-    const groups = new Map<ServerHandle, { positions: number[]; keys: Buffer[] }>();
+    const groups = new Map<ShardHandle, { positions: number[]; keys: Buffer[] }>();
     let limit = n;
+    const kbs = keys.slice(0, n).map((k) => keyToBytes(k));
+    // Shard maps first (only on a server's first use), so the keys can then be grouped per shard.
+    const unmapped = new Set<ServerHandle>();
+    for (let i = 0; i < n; i++) for (const server of this.targets(keys[i] as KvKey)) if (server.shardForSync(kbs[i] as Buffer) === undefined) unmapped.add(server);
+    if (unmapped.size > 0) await Promise.all([...unmapped].map((server) => server.discover()));
     const now = Date.now();
     for (let i = 0; i < n; i++) {
       const key = keys[i] as KvKey;
-      const kb = keyToBytes(key);
-      const h = this.targets(key).find((t) => t.isUp(now));
+      const kb = kbs[i] as Buffer;
+      let h: ShardHandle | undefined;
+      for (const server of this.targets(key)) {
+        const shard = server.shardForSync(kb);
+        if (shard?.isUp(now)) {
+          h = shard;
+          break;
+        }
+      }
       if (h === undefined) {
         this.counters.skippedDown++;
         limit = i;
@@ -349,8 +489,9 @@ export class L2Client implements KvTier {
     this.counters.deletes++;
     if (this.closed) return;
     await Promise.all(
-      this.targets(key).map(async (h) => {
-        if (!h.isUp()) return;
+      this.targets(key).map(async (server) => {
+        const h = server.shardForSync(kb) ?? (await server.shardFor(kb));
+        if (h === undefined || !h.isUp()) return;
         const out = await h.call("control", { op: Op.DELETE, keys: [kb] }, this.timeoutFor(0), 0);
         if (out.kind !== "reply") this.countFailure(out);
       }),
@@ -367,31 +508,41 @@ export class L2Client implements KvTier {
 
   /** Round trip to one server (health checks); false when down, failing or timing out. */
   async ping(server: string): Promise<boolean> {
-    const h = this.handles.get(server);
+    const h = this.handles.get(server)?.shards[0];
     if (h === undefined || this.closed) return false;
     const out = await h.call("control", { op: Op.PING }, this.timeoutFor(0), 0);
     return out.kind === "reply" && out.frame.header.status === Status.OK && (out.frame.header.flags & Flag.REPLY) !== 0;
   }
 
   /**
-   * Asks every server that is up for its STATS and updates the remote part of stats() (objects,
-   * bytes used, capacity, evictions: sums over the servers that answered).
+   * Asks every shard of every server that is up for its STATS and updates the remote part of
+   * stats() (objects, bytes used, capacity, evictions: sums over the servers that answered). A
+   * sharded server's numeric fields are summed over the shards that answered.
    */
   async refreshServerStats(): Promise<Map<string, RemoteServerStats | undefined>> {
     const out = new Map<string, RemoteServerStats | undefined>();
     await Promise.all(
-      [...this.handles].map(async ([id, h]) => {
-        if (!h.isUp() || this.closed) return out.set(id, undefined);
-        const r = await h.call("control", { op: Op.STATS }, this.timeoutFor(0), MAX_CONTROL_BODY_BYTES);
-        let parsed: RemoteServerStats | undefined;
-        if (r.kind === "reply" && r.frame.header.status === Status.OK) {
-          try {
-            parsed = JSON.parse(r.frame.payload.toString("utf8")) as RemoteServerStats;
-          } catch {
-            this.counters.corruptReplies++;
-          }
-        }
-        out.set(id, parsed);
+      [...this.handles].map(async ([id, server]) => {
+        if (this.closed) return out.set(id, undefined);
+        if (!server.mapped) await server.discover();
+        const parts = await Promise.all(
+          server.shards.map(async (h) => {
+            if (!h.isUp()) return undefined;
+            const r = await h.call("control", { op: Op.STATS }, this.timeoutFor(0), MAX_CONTROL_BODY_BYTES);
+            if (r.kind !== "reply" || r.frame.header.status !== Status.OK) return undefined;
+            try {
+              return JSON.parse(r.frame.payload.toString("utf8")) as RemoteServerStats;
+            } catch {
+              this.counters.corruptReplies++;
+              return undefined;
+            }
+          }),
+        );
+        const known = parts.filter((p): p is RemoteServerStats => p !== undefined);
+        if (known.length === 0) return out.set(id, undefined);
+        const merged: RemoteServerStats = { ...(known[0] as RemoteServerStats) };
+        for (const field of Object.keys(merged)) if (typeof merged[field] === "number") merged[field] = known.reduce((a, p) => a + (Number(p[field]) || 0), 0);
+        out.set(id, merged);
       }),
     );
     const known = [...out.values()].filter((s): s is RemoteServerStats => s !== undefined);
@@ -414,7 +565,7 @@ export class L2Client implements KvTier {
       ...this.stats(),
       ...this.counters,
       lateReplies: this.retiredLateReplies + handles.reduce((n, h) => n + h.lateReplies, 0),
-      servers: handles.map((h) => ({ id: h.id, up: h.isUp(now), downUntil: h.isUp(now) ? 0 : h.downUntil, consecutiveFailures: h.consecutiveFailures, inFlight: h.inFlight })),
+      servers: handles.map((h) => h.health(now)),
     };
   }
 

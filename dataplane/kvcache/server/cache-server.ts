@@ -19,6 +19,7 @@ import { createEvictionPolicy } from "../eviction/index";
 import { BufferPool } from "../l2/buffer-pool";
 import {
   encodeFrame,
+  encodeShardMap,
   Flag,
   type Frame,
   type FrameHeader,
@@ -30,6 +31,7 @@ import {
   MAX_CONTROL_BODY_BYTES,
   Op,
   OP_NAMES,
+  shardOf,
   Status,
   STATUS_NAMES,
 } from "../l2/protocol";
@@ -73,6 +75,8 @@ export class CacheServer {
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  /** Every shard's data port, in shard order (one shard: our own), once known; SHARDS answers with it. */
+  private shardPorts: number[] | undefined;
 
   private constructor(
     config: CacheServerConfig,
@@ -106,6 +110,12 @@ export class CacheServer {
     return this.listener.endpoint;
   }
 
+  /** Tells this shard where its siblings listen (the shard supervisor calls it once all listen). */
+  setShardPorts(ports: readonly number[]): void {
+    if (ports.length !== this.config.shard.count) throw new RangeError(`expected ${this.config.shard.count} shard ports, got ${ports.length}`);
+    this.shardPorts = [...ports];
+  }
+
   get metricsPort(): number | undefined {
     return this.metricsServer?.port;
   }
@@ -127,6 +137,7 @@ export class CacheServer {
   private async listen(): Promise<void> {
     const c = this.config;
     this.listener = await this.transport.listen({ host: c.host, port: c.port }, (conn) => this.accept(conn));
+    if (c.shard.count === 1) this.shardPorts = [this.listener.endpoint.port];
     try {
       if (c.metricsPort !== null) this.metricsServer = await startMetricsServer(this.metrics.registry, c.metricsHost ?? c.host, c.metricsPort);
     } catch (err) {
@@ -139,6 +150,7 @@ export class CacheServer {
       endpoint: `${this.listener.endpoint.host}:${this.listener.endpoint.port}`,
       metrics_port: this.metricsServer?.port ?? null,
       capacity_bytes: c.capacityBytes,
+      ...(c.shard.count > 1 ? { shard: c.shard.index, shards: c.shard.count } : {}),
       policy: this.store.stats().policy,
       max_value_bytes: c.maxValueBytes,
     });
@@ -154,7 +166,7 @@ export class CacheServer {
           onFrame: (frame) => this.handle(sc, frame),
           onFramingError: (err) => this.framingError(sc, err),
         },
-        { allocate: (length) => this.pool.acquire(length), checksumBodies: this.config.verifyPutChecksums },
+        { allocate: (length) => this.pool.acquire(length), computeChecksums: this.config.verifyPutChecksums },
       ),
     };
     if (this.closing !== undefined || this.connections.size >= this.config.maxConnections) {
@@ -198,14 +210,20 @@ export class CacheServer {
     if (this.closing !== undefined) return this.reply(sc, h, start, Status.SHUTTING_DOWN);
     if ((h.flags & Flag.REPLY) !== 0) return this.reply(sc, h, start, Status.BAD_REQUEST);
     const bodyLength = h.payloadLength - h.keyCount * KEY_BYTES;
+    const { index: shard, count: shards } = this.config.shard;
+    // A key routed to the wrong shard would be stored where no GET looks: refuse it (the client refreshes its map).
+    if (shards > 1 && h.keyCount === 1 && (h.op === Op.PUT || h.op === Op.GET || h.op === Op.DELETE) && shardOf(frameKey(frame, 0), shards) !== shard) {
+      if (h.op === Op.PUT) this.pool.release(frame.payload);
+      return this.reply(sc, h, start, Status.WRONG_SHARD);
+    }
     switch (h.op) {
       case Op.PING:
         return this.reply(sc, h, start, h.keyCount === 0 && bodyLength === 0 ? Status.OK : Status.BAD_REQUEST);
       case Op.PUT: {
         if (h.keyCount !== 1) return this.reply(sc, h, start, Status.BAD_REQUEST);
         if (bodyLength > this.config.maxValueBytes) return this.reply(sc, h, start, Status.TOO_LARGE);
-        // Without verifyPutChecksums the reader reports the header's CRC: it always matches here.
-        if (frame.bodyChecksum !== h.checksum) {
+        // Without verifyPutChecksums the reader reports the header's checksum: it always matches here.
+        if (frame.payloadChecksum !== h.checksum) {
           this.pool.release(frame.payload);
           return this.reply(sc, h, start, Status.BAD_CHECKSUM);
         }
@@ -225,8 +243,9 @@ export class CacheServer {
       }
       case Op.PREFIX: {
         if (h.keyCount === 0 || bodyLength !== 0) return this.reply(sc, h, start, Status.BAD_REQUEST);
+        // A key of another shard counts as absent: the prefix ends there.
         let n = 0;
-        while (n < h.keyCount && this.store.has(frame.payload.toString("hex", n * KEY_BYTES, (n + 1) * KEY_BYTES))) n++;
+        while (n < h.keyCount && (shards === 1 || shardOf(frameKey(frame, n), shards) === shard) && this.store.has(frame.payload.toString("hex", n * KEY_BYTES, (n + 1) * KEY_BYTES))) n++;
         const body = Buffer.allocUnsafe(4);
         body.writeUInt32LE(n, 0);
         return this.reply(sc, h, start, Status.OK, { body });
@@ -241,6 +260,12 @@ export class CacheServer {
         const body = Buffer.from(JSON.stringify(this.stats()), "utf8");
         return this.reply(sc, h, start, body.length <= MAX_CONTROL_BODY_BYTES ? Status.OK : Status.INTERNAL, { body });
       }
+      case Op.SHARDS: {
+        if (h.keyCount !== 0 || bodyLength !== 0) return this.reply(sc, h, start, Status.BAD_REQUEST);
+        // Before the supervisor has told us our siblings' ports we cannot answer truthfully.
+        if (this.shardPorts === undefined) return this.reply(sc, h, start, Status.SHUTTING_DOWN);
+        return this.reply(sc, h, start, Status.OK, { body: encodeShardMap({ index: shard, ports: this.shardPorts }) });
+      }
       default:
         return this.reply(sc, h, start, Status.BAD_REQUEST);
     }
@@ -251,10 +276,10 @@ export class CacheServer {
     h: FrameHeader,
     start: number,
     status: number,
-    extra: { keys?: Uint8Array[]; body?: Uint8Array; checksum?: number; flags?: number; object?: StoredObject } = {},
+    extra: { keys?: Uint8Array[]; body?: Uint8Array; checksum?: bigint; flags?: number; object?: StoredObject } = {},
   ): void {
     const op = OP_NAMES[h.op] ?? "unknown";
-    const parts = encodeFrame({ op: h.op, requestId: h.requestId, status, flags: Flag.REPLY | (extra.flags ?? 0), keys: extra.keys, body: status === Status.OK ? extra.body : undefined, checksum: status === Status.OK ? extra.checksum : 0 });
+    const parts = encodeFrame({ op: h.op, requestId: h.requestId, status, flags: Flag.REPLY | (extra.flags ?? 0), keys: extra.keys, body: status === Status.OK ? extra.body : undefined, checksum: status === Status.OK ? extra.checksum : 0n });
     this.metrics.requests.inc({ op, status: STATUS_NAMES[status] ?? String(status) });
     // The reply references the stored value until written: its memory must not be reused before.
     const obj = extra.object;

@@ -69,15 +69,23 @@ export const cacheServerConfigSchema = z.strictObject({
   /** Idle receive buffers kept for reuse (evicted values' memory; saves page faults on the next PUT). */
   receivePoolBytes: z.number().int().min(0).default(256 * 1024 * 1024),
   /**
-   * Recompute the CRC-32 of every PUT body and refuse a mismatch (BAD_CHECKSUM). Off by default:
-   * the server stores the client's CRC with the value and serves it with every GET, and the client
-   * verifies every GET, so a value damaged on the way in or at rest is caught when read (and
-   * deleted by the reader); checking at PUT only catches it earlier, at 0.4 ms of server CPU per
-   * 2 MiB. docs/kv-cache.md "Integrity".
+   * Recompute the XXH64 of every PUT payload and refuse a mismatch (BAD_CHECKSUM). Off by default:
+   * the server stores the client's checksum with the value and serves it with every GET, and the
+   * client verifies every GET, so a value damaged on the way in or at rest is caught when read
+   * (and deleted by the reader); checking at PUT only catches it earlier, at ~0.15 ms of server
+   * CPU per 2 MiB. docs/kv-cache.md "Integrity".
    */
   verifyPutChecksums: z.boolean().default(false),
   /** How long close() lets queued replies flush before cutting connections. */
   shutdownGraceMs: z.number().int().min(0).default(5_000),
+  /**
+   * Worker threads, each holding capacityBytes / shards of the values behind its own port
+   * (port, port + 1, ...; all ephemeral when port is 0). Clients learn the ports with SHARDS and
+   * send each key to its shard (docs/kv-cache.md "Shards"). 1 = everything in this thread.
+   */
+  shards: z.number().int().min(1).max(64).default(1),
+  /** Set by the shard supervisor for each worker: which shard this server is, of how many. */
+  shard: z.strictObject({ index: z.number().int().min(0), count: z.number().int().min(1).max(64) }).default({ index: 0, count: 1 }),
 });
 export type CacheServerConfigInput = z.input<typeof cacheServerConfigSchema>;
 export type CacheServerConfig = z.output<typeof cacheServerConfigSchema>;

@@ -2,8 +2,8 @@
  * The cache server's memory: immutable values under a byte budget, evicted through an
  * EvictionPolicy (../tier.ts). No I/O; the network side is cache-server.ts.
  *
- * - A value is stored as the buffer it arrived in (no copy), with the CRC-32 the PUT carried and the
- *   server verified, so a GET replies without re-hashing.
+ * - A value is stored as the buffer it arrived in (no copy), with the XXH64 of key and value the PUT
+ *   carried, so a GET replies without re-hashing.
  * - Objects are immutable once written: a PUT of a key already held is a no-op success (the bytes
  *   are the same by construction, since the key is a hash of what produced them), in the spirit of
  *   Mooncake's put-once objects. A reader holding a value keeps it alive even if it is evicted meanwhile.
@@ -14,7 +14,8 @@ import type { EvictionPolicy, KvKey } from "../tier";
 
 export interface StoredObject {
   value: Buffer;
-  checksum: number;
+  /** XXH64 of key and value, as the PUT carried it. */
+  checksum: bigint;
   /** Replies queued to sockets that still reference `value` (the server tracks them). */
   sending: number;
   /** Left the store (evicted or deleted); its memory may be reused once `sending` is 0. */
@@ -89,7 +90,7 @@ export class KvStore {
   }
 
   /** Stores `value` (verified against `checksum` by the caller) unless the key is already held. */
-  put(key: KvKey, value: Buffer, checksum: number): PutResult {
+  put(key: KvKey, value: Buffer, checksum: bigint): PutResult {
     this.counters.puts++;
     if (this.objects.has(key)) {
       this.counters.putsExisting++;

@@ -1,7 +1,8 @@
 /**
  * L2 membership from the edge, end to end in the agents: two agents, each advertising the cache
  * server beside it, converge on the same ring from the heartbeat replies, so a chunk one of them
- * writes is found by the other; when one leaves, its server leaves the other's ring. The edge here
+ * writes is found by the other; when one leaves, its server leaves the other's ring. One of the two
+ * servers runs 2 shards: the edge still carries one address for it, the clients find the shards. The edge here
  * is the production PoolCore behind a plain HTTP handler (the worker's route, signatures and
  * Durable Object around it are tested in workerd: test/worker/cache-servers.test.ts).
  */
@@ -11,9 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../../dataplane/agent/agent";
 import { parseAgentConfig } from "../../../dataplane/agent/config";
 import type { CacheServer } from "../../../dataplane/kvcache/server/cache-server";
+import { ShardedCacheServer } from "../../../dataplane/kvcache/server/sharded-server";
 import { heartbeatSchema, type HeartbeatReply } from "../../../protocol/heartbeat";
 import { PoolCore } from "../../../worker/pool/pool-core";
-import { addr, bytes, key, startServer } from "../kvcache/l2-test-support";
+import { addr, bytes, key, quietLogger, startServer } from "../kvcache/l2-test-support";
 import { SECRET, silent, waitFor } from "../kvcache/llamacpp-tiers-support";
 
 /** The pool's registry and its cache-server list, answering heartbeats as the edge does. */
@@ -44,9 +46,10 @@ async function poolEdge(): Promise<{ url: string; close(): Promise<void> }> {
 }
 
 let s1: CacheServer;
-let s2: CacheServer;
+let s2: ShardedCacheServer;
+const addr2 = () => `127.0.0.1:${s2.endpoint.port}`;
 beforeAll(async () => {
-  [s1, s2] = await Promise.all([startServer(), startServer()]);
+  [s1, s2] = await Promise.all([startServer(), ShardedCacheServer.start({ port: 0, shards: 2, capacityBytes: 64 * 1024 * 1024, metricsPort: null, logger: quietLogger })]);
 });
 afterAll(async () => {
   await Promise.allSettled([s1?.close(), s2?.close()]);
@@ -75,9 +78,9 @@ describe("L2 membership from the edge", () => {
   it("two agents converge on one ring from the edge's replies, share chunks through it, and drop a server whose node left", async () => {
     const edge = await poolEdge();
     const a = await agent("node-a", edge.url, addr(s1));
-    const b = await agent("node-b", edge.url, addr(s2));
+    const b = await agent("node-b", edge.url, addr2());
     try {
-      const both = [addr(s1), addr(s2)].sort();
+      const both = [addr(s1), addr2()].sort();
       await waitFor(() => a.kvTiers?.l2?.members().length === 2 && b.kvTiers?.l2?.members().length === 2, "both agents to learn both servers");
       expect(a.kvTiers?.l2?.members().sort()).toEqual(both);
       expect(b.kvTiers?.l2?.members().sort()).toEqual(both);
@@ -93,12 +96,13 @@ describe("L2 membership from the edge", () => {
       await a.kvTiers?.flushWrites();
       const found = await b.kvTiers?.lookup(shared);
       expect(found).toMatchObject({ fromL1: 0, fromL2: 8 });
+      expect(b.kvTiers?.l2?.clientStats().servers.find((h) => h.id === addr2())?.shards).toHaveLength(2);
       found?.values.forEach((v, i) => expect(Buffer.from(v).equals(values[i] as Buffer)).toBe(true));
       found?.done();
 
       await a.stop();
       await waitFor(() => b.kvTiers?.l2?.members().length === 1, "a's server to leave b's ring");
-      expect(b.kvTiers?.l2?.members()).toEqual([addr(s2)]);
+      expect(b.kvTiers?.l2?.members()).toEqual([addr2()]);
     } finally {
       await Promise.allSettled([a.stop(), b.stop({ leaving: false })]);
       await edge.close();

@@ -144,8 +144,9 @@ describe("L2Client", () => {
     let mode: (typeof modes)[number] = "flip";
     const fake = await FakeServer.start((f: Frame, reply) => {
       const value = bytes(4096, 7);
-      const sum = checksum(value);
       const k = mode === "wrong-key" ? Buffer.from(key("other"), "hex") : frameKey(f, 0);
+      // Valid for what is sent in wrong-key mode: only the key echo gives it away.
+      const sum = checksum(k, value);
       let body = value;
       if (mode === "flip") {
         body = Buffer.from(value);
@@ -168,11 +169,11 @@ describe("L2Client", () => {
     const c = client([addr(server as CacheServer)]);
     const k = key("damaged-at-rest");
     const value = bytes(64 * 1024, 5);
-    // A PUT whose bytes were damaged after the writer's CRC: the server keeps it with that CRC.
+    // A PUT whose bytes were damaged after the writer's checksum: the server keeps it with that checksum.
     const damaged = Buffer.from(value);
     damaged[1000] = (damaged[1000] as number) ^ 0x10;
     const peer = await RawPeer.connect((server as CacheServer).endpoint.port);
-    peer.sendFrame({ op: Op.PUT, requestId: 1, keys: [keyToBytes(k)], body: damaged, checksum: checksum(value) });
+    peer.sendFrame({ op: Op.PUT, requestId: 1, keys: [keyToBytes(k)], body: damaged, checksum: checksum(keyToBytes(k), value) });
     expect((await peer.waitFrames(1))[0]?.header.status).toBe(Status.OK);
     peer.close();
     await c.put(k, value); // refused as a duplicate: the damaged copy holds the key

@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BufferPool } from "../../../dataplane/kvcache/l2/buffer-pool";
 import {
+  carriesChecksum,
   checkHeader,
   checksum,
   checksumAsync,
@@ -24,6 +25,7 @@ import {
   keyToBytes,
   MAGIC,
   maxPayloadBytes,
+  PROTOCOL_VERSION,
   Op,
   type ProtocolLimits,
   readHeader,
@@ -94,12 +96,18 @@ describe("keys", () => {
 });
 
 describe("frames", () => {
-  it("lays out the 24-byte header little-endian with the magic 'SYKV'", () => {
-    const parts = encodeFrame({ op: Op.PUT, requestId: 0x01020304, keys: [keyToBytes(key(1))], body: Buffer.from("abc"), checksum: checksum(Buffer.from("abc")) });
+  it("lays out the 32-byte version-2 header little-endian with the magic 'SYKV' and the XXH64 of key and value", () => {
+    const k = keyToBytes(key(1));
+    const parts = encodeFrame({ op: Op.PUT, requestId: 0x01020304, keys: [k], body: Buffer.from("abc"), checksum: checksum(k, Buffer.from("abc")) });
     const wire = concatParts(parts);
+    expect(HEADER_BYTES).toBe(32);
     expect(wire.subarray(0, 4).toString("latin1")).toBe("SYKV");
     expect(wire.readUInt32LE(0)).toBe(MAGIC);
-    expect(wire[4]).toBe(1);
+    expect(wire[4]).toBe(2);
+    expect(wire.readUInt32LE(20)).toBe(0);
+    // XXH64 (seed 0) of the 32 key bytes then the value: a published algorithm any other client can implement.
+    expect(wire.readBigUInt64LE(24)).toBe(checksum(Buffer.concat([k, Buffer.from("abc")])));
+    expect(checksum(Buffer.from("abc"))).toBe(0x44bc2cf5ad770999n); // the XXH64 test vector for "abc"
     expect(wire[5]).toBe(Op.PUT);
     expect(wire.readUInt32LE(8)).toBe(0x01020304);
     expect(wire.readUInt32LE(12)).toBe(1);
@@ -112,16 +120,17 @@ describe("frames", () => {
   it("round-trips any frame through the reader, however the stream is cut", () => {
     fc.assert(
       fc.property(fc.array(frameArb, { minLength: 1, maxLength: 5 }), fc.array(fc.nat({ max: 20_000 }), { maxLength: 12 }), (specs, cuts) => {
-        const wire = Buffer.concat(specs.map((s) => concatParts(encodeFrame({ ...s, checksum: checksum(s.body) }))));
+        const wire = Buffer.concat(specs.map((s) => concatParts(encodeFrame({ ...s, checksum: checksum(...s.keys, s.body) }))));
         const { reader, frames, errors } = collect();
         feed(reader, wire, cuts);
         expect(errors).toEqual([]);
         expect(frames).toHaveLength(specs.length);
         specs.forEach((s, i) => {
           const f = frames[i] as Frame;
-          expect(f.header).toMatchObject({ op: s.op, requestId: s.requestId, status: s.status, flags: s.flags, keyCount: s.keys.length, checksum: checksum(s.body) });
+          expect(f.header).toMatchObject({ op: s.op, requestId: s.requestId, status: s.status, flags: s.flags, keyCount: s.keys.length, checksum: checksum(...s.keys, s.body) });
           expect(f.payload.equals(Buffer.concat([...s.keys, s.body]))).toBe(true);
-          expect(f.bodyChecksum).toBe(checksum(s.body));
+          // Only frames that carry a checksum (PUT requests, GET hits) are hashed on arrival.
+          expect(f.payloadChecksum).toBe(carriesChecksum(s) ? checksum(...s.keys, s.body) : 0n);
         });
         expect(reader.midFrame).toBe(false);
       }),
@@ -132,7 +141,7 @@ describe("frames", () => {
   it("reads a large value straight into the payload buffer it allocated (no copy)", () => {
     const value = bytes(3 * 1024 * 1024 + 17);
     const k = keyToBytes(key(9));
-    const wire = concatParts(encodeFrame({ op: Op.GET, requestId: 5, status: Status.OK, flags: Flag.REPLY, keys: [k], body: value, checksum: checksum(value) }));
+    const wire = concatParts(encodeFrame({ op: Op.GET, requestId: 5, status: Status.OK, flags: Flag.REPLY, keys: [k], body: value, checksum: checksum(k, value) }));
     const frames: Frame[] = [];
     const given: ArrayBufferLike[] = [];
     const reader = new FrameReader(DEFAULT_LIMITS, { onFrame: (f) => frames.push(f), onFramingError: () => {} });
@@ -153,7 +162,7 @@ describe("frames", () => {
 
   it("emits nothing and stays mid-frame for every truncation of a frame", () => {
     const body = bytes(300);
-    const wire = concatParts(encodeFrame({ op: Op.PUT, requestId: 7, keys: [keyToBytes(key(1))], body, checksum: checksum(body) }));
+    const wire = concatParts(encodeFrame({ op: Op.PUT, requestId: 7, keys: [keyToBytes(key(1))], body, checksum: checksum(keyToBytes(key(1)), body) }));
     for (let cut = 0; cut < wire.length; cut++) {
       const { reader, frames, errors } = collect();
       feed(reader, wire.subarray(0, cut));
@@ -175,7 +184,7 @@ describe("frames", () => {
     };
     const cases: [string, Buffer][] = [
       ["bad-magic", variant((b) => b.writeUInt32LE(0xdeadbeef, 0))],
-      ["bad-version", variant((b) => (b[4] = 2))],
+      ["bad-version", variant((b) => (b[4] = 3))],
       ["too-many-keys", variant((b) => b.writeUInt32LE(SMALL.maxKeys + 1, 12))],
       ["too-large", variant((b) => b.writeUInt32LE(0xffffffff, 16))],
       ["too-large", variant((b) => b.writeUInt32LE(maxPayloadBytes(SMALL) + 1, 16))],
@@ -216,7 +225,7 @@ describe("frames", () => {
     fc.assert(
       fc.property(fc.nat({ max: 200 }), fc.nat({ max: 2 * maxPayloadBytes(SMALL) }), (keyCount, payloadLength) => {
         const b = Buffer.alloc(HEADER_BYTES);
-        writeHeader(b, { version: 1, op: Op.GET, status: 0, flags: 0, requestId: 1, keyCount, payloadLength, checksum: 0 });
+        writeHeader(b, { version: PROTOCOL_VERSION, op: Op.GET, status: 0, flags: 0, requestId: 1, keyCount, payloadLength, checksum: 0n });
         const ok = keyCount <= SMALL.maxKeys && payloadLength <= maxPayloadBytes(SMALL) && keyCount * KEY_BYTES <= payloadLength;
         expect(checkHeader(readHeader(b), SMALL) === undefined).toBe(ok);
       }),
@@ -224,12 +233,36 @@ describe("frames", () => {
   });
 });
 
+describe("versions", () => {
+  it("a version-1 frame (24-byte header, CRC-32) is a clear version error as soon as its version byte arrives", () => {
+    const { reader, frames, errors } = collect();
+    const v1 = Buffer.alloc(24);
+    v1.writeUInt32LE(MAGIC, 0);
+    v1[4] = 1;
+    v1[5] = Op.GET;
+    feed(reader, v1.subarray(0, 12), [3, 5]);
+    expect(frames).toEqual([]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.code).toBe("bad-version");
+    expect(errors[0]?.status).toBe(Status.UNSUPPORTED_VERSION);
+    expect(errors[0]?.message).toMatch(/version 1: this side speaks version 2 .*XXH64/);
+    expect(errors[0]?.header?.requestId).toBe(0); // echoed, so the old side can match the answer
+  });
+});
+
 describe("checksums and buffers", () => {
-  it("checksumAsync equals checksum, in slices or not", async () => {
-    for (const n of [0, 1, 2 * 1024 * 1024, 5 * 1024 * 1024 + 3]) {
+  it("checksumAsync equals checksum of key and value, in slices or not", async () => {
+    const k = keyToBytes(key(9));
+    for (const n of [0, 1, 2 * 1024 * 1024, 17 * 1024 * 1024 + 3]) {
       const b = bytes(n, n + 1);
-      expect(await checksumAsync(b)).toBe(checksum(b));
+      expect(await checksumAsync(k, b)).toBe(checksum(k, b));
+      expect(checksum(k, b)).toBe(checksum(Buffer.concat([k, b])));
     }
+  });
+
+  it("the checksum covers the key: the same value under another key does not verify", () => {
+    const v = bytes(4096, 2);
+    expect(checksum(keyToBytes(key(1)), v)).not.toBe(checksum(keyToBytes(key(2)), v));
   });
 
   it("BufferPool hands back released memory of the same size, and refuses what it must not pool", () => {
@@ -250,21 +283,21 @@ describe("checksums and buffers", () => {
     const frames: Frame[] = [];
     const reader = new FrameReader(DEFAULT_LIMITS, { onFrame: (f) => frames.push(f), onFramingError: () => {} }, { allocate: (n) => pool.acquire(n) });
     const body = bytes(10_000);
-    const wire = concatParts(encodeFrame({ op: Op.PUT, requestId: 1, keys: [keyToBytes(key(1))], body, checksum: checksum(body) }));
+    const wire = concatParts(encodeFrame({ op: Op.PUT, requestId: 1, keys: [keyToBytes(key(1))], body, checksum: checksum(keyToBytes(key(1)), body) }));
     feed(reader, wire, [5000]);
     pool.release((frames[0] as Frame).payload);
     feed(reader, wire, [7]);
     expect((frames[1] as Frame).payload.buffer).toBe((frames[0] as Frame).payload.buffer);
-    expect((frames[1] as Frame).bodyChecksum).toBe(checksum(body));
+    expect((frames[1] as Frame).payloadChecksum).toBe(checksum(keyToBytes(key(1)), body));
   });
 });
 
 describe("reply verification", () => {
   const k = keyToBytes(key(42));
   const value = bytes(5000, 3);
-  const reply = (edit: { key?: Uint8Array; body?: Uint8Array; checksum?: number; status?: number; op?: number } = {}): Frame => {
+  const reply = (edit: { key?: Uint8Array; body?: Uint8Array; checksum?: bigint; status?: number; op?: number } = {}): Frame => {
     const wire = concatParts(
-      encodeFrame({ op: edit.op ?? Op.GET, requestId: 1, status: edit.status ?? Status.OK, flags: Flag.REPLY, keys: [edit.key ?? k], body: edit.body ?? value, checksum: edit.checksum ?? checksum(value) }),
+      encodeFrame({ op: edit.op ?? Op.GET, requestId: 1, status: edit.status ?? Status.OK, flags: Flag.REPLY, keys: [edit.key ?? k], body: edit.body ?? value, checksum: edit.checksum ?? checksum(edit.key ?? k, edit.body ?? value) }),
     );
     const { reader, frames } = collect(DEFAULT_LIMITS);
     feed(reader, wire);
@@ -280,15 +313,16 @@ describe("reply verification", () => {
     const flipped = Buffer.from(value);
     flipped[1234] = (flipped[1234] as number) ^ 0x40;
     expect(verifyGetReply(reply({ key: keyToBytes(key(43)) }), k)).toEqual({ miss: "corrupt" });
-    expect(verifyGetReply(reply({ body: flipped }), k)).toEqual({ miss: "corrupt" });
-    expect(verifyGetReply(reply({ checksum: 12345 }), k)).toEqual({ miss: "corrupt" });
+    // A value served under the wrong key with that key's checksum still fails: the echo is checked.
+    expect(verifyGetReply(reply({ body: flipped, checksum: checksum(k, value) }), k)).toEqual({ miss: "corrupt" });
+    expect(verifyGetReply(reply({ checksum: 12345n }), k)).toEqual({ miss: "corrupt" });
     expect(verifyGetReply(reply({ op: Op.PUT }), k)).toEqual({ miss: "corrupt" });
     expect(verifyGetReply(reply({ status: Status.NOT_FOUND }), k)).toEqual({ miss: "not-found" });
     expect(verifyGetReply(reply({ status: Status.INTERNAL }), k)).toEqual({ miss: "status" });
   });
 
   it("any single corrupted bit in a GET hit is caught", () => {
-    const good = concatParts(encodeFrame({ op: Op.GET, requestId: 1, status: Status.OK, flags: Flag.REPLY, keys: [k], body: value.subarray(0, 200), checksum: checksum(value.subarray(0, 200)) }));
+    const good = concatParts(encodeFrame({ op: Op.GET, requestId: 1, status: Status.OK, flags: Flag.REPLY, keys: [k], body: value.subarray(0, 200), checksum: checksum(k, value.subarray(0, 200)) }));
     fc.assert(
       fc.property(fc.integer({ min: HEADER_BYTES, max: good.length - 1 }), fc.integer({ min: 0, max: 7 }), (at, bit) => {
         const bad = Buffer.from(good);

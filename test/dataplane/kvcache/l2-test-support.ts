@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "../../../dataplane/lib/log";
-import { DEFAULT_LIMITS, encodeFrame, type Frame, FrameReader, type FramingError, type ProtocolLimits } from "../../../dataplane/kvcache/l2/protocol";
+import { DEFAULT_LIMITS, encodeFrame, encodeShardMap, Flag, type Frame, FrameReader, type FramingError, Op, type ProtocolLimits, Status } from "../../../dataplane/kvcache/l2/protocol";
 import { CacheServer, type CacheServerOptions } from "../../../dataplane/kvcache/server/cache-server";
 
 export const quietLogger: Logger = {
@@ -107,6 +107,7 @@ export class RawPeer {
 
 /**
  * A hand-written server for client tests: `onFrame` decides what (if anything) to answer and when.
+ * SHARDS (the client's first question) is answered here, as a one-shard server, and not counted.
  */
 export class FakeServer {
   readonly sockets = new Set<net.Socket>();
@@ -121,6 +122,11 @@ export class FakeServer {
       socket.on("error", () => {});
       const reader = new FrameReader(DEFAULT_LIMITS, {
         onFrame: (f) => {
+          if (f.header.op === Op.SHARDS) {
+            const port = (server.address() as net.AddressInfo).port;
+            for (const p of encodeFrame({ op: Op.SHARDS, requestId: f.header.requestId, status: Status.OK, flags: Flag.REPLY, body: encodeShardMap({ index: 0, ports: [port] }) })) socket.write(p);
+            return;
+          }
           if (fake) fake.requests++;
           onFrame(f, (parts) => {
             if (!socket.destroyed) for (const p of parts) socket.write(p);

@@ -40,8 +40,10 @@ describe("switchyard cache-server", () => {
       run(["cache-server", "--policy", "fifo"]),
       run(["cache-server", "--port", "70000", "--metrics-port", "off"]),
       run(["cache-server", "--port", "-3"]),
+      run(["cache-server", "--shards", "0", "--metrics-port", "off"]),
     ]);
-    expect(results.map((r) => r.code)).toEqual([2, 2, 2, 2]);
+    expect(results.map((r) => r.code)).toEqual([2, 2, 2, 2, 2]);
+    expect(results[4]?.stderr).toMatch(/--shards: Too small/);
     expect(results[0]?.stderr).toMatch(/--capacity: 'lots' is not a size/);
     expect(results[1]?.stderr).toMatch(/--policy must be lru or s3fifo/);
     expect(results[2]?.stderr).toMatch(/--port: Too big/);
@@ -53,11 +55,14 @@ describe("switchyard cache-server", () => {
     }
   });
 
-  it("serves until SIGTERM, with metrics, then exits 0", async () => {
-    const child = spawn(process.execPath, [BIN, "cache-server", "--port", "0", "--metrics-port", "0", "--capacity", "64MiB", "--policy", "s3fifo"], { stdio: ["ignore", "pipe", "pipe"] });
+  it.each([
+    ["one thread", []],
+    ["--shards 2", ["--shards", "2"]],
+  ])("serves until SIGTERM, with metrics, then exits 0 (%s)", async (_name, extra) => {
+    const child = spawn(process.execPath, [BIN, "cache-server", "--port", "0", "--metrics-port", "0", "--capacity", "64MiB", "--policy", "s3fifo", ...extra], { stdio: ["ignore", "pipe", "pipe"] });
     children.push(child);
     let out = "";
-    const listening = await new Promise<{ endpoint: string; metrics_port: number; policy: string }>((resolve, reject) => {
+    const listening = await new Promise<{ endpoint: string; metrics_port: number; policy: string; shard_ports?: number[] }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 15_000);
       child.stdout.on("data", (d) => {
         out += d;
@@ -69,6 +74,7 @@ describe("switchyard cache-server", () => {
       });
     });
     expect(listening.policy).toBe("s3fifo");
+    expect(listening.shard_ports?.length ?? 1).toBe(extra.length > 0 ? 2 : 1);
     const c = new L2Client({ servers: [listening.endpoint], logger: quietLogger });
     await c.put(key(1), bytes(100_000));
     expect((await c.get(key(1)))?.length).toBe(100_000);

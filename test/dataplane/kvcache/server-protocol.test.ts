@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checksum, concatParts, encodeFrame, Flag, HEADER_BYTES, keyToBytes, MAGIC, Op, Status, writeHeader } from "../../../dataplane/kvcache/l2/protocol";
+import { checksum, concatParts, encodeFrame, Flag, HEADER_BYTES, keyToBytes, MAGIC, Op, PROTOCOL_VERSION, Status, writeHeader } from "../../../dataplane/kvcache/l2/protocol";
 import type { CacheServer } from "../../../dataplane/kvcache/server/cache-server";
 import { bytes, key, RawPeer, sleep, startServer } from "./l2-test-support";
 
@@ -17,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => server.close({ graceMs: 0 }));
 
-const putFrame = (k: string, value: Buffer, requestId = 1) => concatParts(encodeFrame({ op: Op.PUT, requestId, keys: [keyToBytes(k)], body: value, checksum: checksum(value) }));
+const putFrame = (k: string, value: Buffer, requestId = 1) => concatParts(encodeFrame({ op: Op.PUT, requestId, keys: [keyToBytes(k)], body: value, checksum: checksum(keyToBytes(k), value) }));
 
 /** A fresh, well-behaved connection can still PUT, GET and PING. */
 async function assertHealthy(tag: string): Promise<void> {
@@ -43,7 +43,7 @@ describe("cache server with bad input", () => {
     const peer = await RawPeer.connect(verifying.endpoint.port);
     const v = bytes(4096);
     const k = key("bad-sum");
-    peer.sendFrame({ op: Op.PUT, requestId: 10, keys: [keyToBytes(k)], body: v, checksum: checksum(v) ^ 1 });
+    peer.sendFrame({ op: Op.PUT, requestId: 10, keys: [keyToBytes(k)], body: v, checksum: checksum(keyToBytes(k), v) ^ 1n });
     peer.sendFrame({ op: Op.GET, requestId: 11, keys: [keyToBytes(k)] });
     const frames = await peer.waitFrames(2);
     expect(frames.map((f) => [f.header.requestId, f.header.status])).toEqual([
@@ -59,7 +59,7 @@ describe("cache server with bad input", () => {
     const peer = await RawPeer.connect(port);
     const v = bytes(4096, 3);
     const k = key("unverified-sum");
-    const wrong = (checksum(v) ^ 1) >>> 0;
+    const wrong = checksum(keyToBytes(k), v) ^ 1n;
     peer.sendFrame({ op: Op.PUT, requestId: 10, keys: [keyToBytes(k)], body: v, checksum: wrong });
     peer.sendFrame({ op: Op.GET, requestId: 11, keys: [keyToBytes(k)] });
     const frames = await peer.waitFrames(2);
@@ -69,7 +69,7 @@ describe("cache server with bad input", () => {
     ]);
     // The reader sees a body that does not match the stored checksum: verifyGetReply calls it corrupt.
     expect(frames[1]?.header.checksum).toBe(wrong);
-    expect(frames[1]?.bodyChecksum).toBe(checksum(v));
+    expect(frames[1]?.payloadChecksum).toBe(checksum(keyToBytes(k), v));
     peer.close();
   });
 
@@ -106,7 +106,7 @@ describe("cache server with bad input", () => {
 
     const liar = await RawPeer.connect(port);
     const h = Buffer.alloc(HEADER_BYTES + 32);
-    writeHeader(h, { version: 1, op: Op.PUT, status: 0, flags: 0, requestId: 21, keyCount: 1, payloadLength: 0xfffffff0, checksum: 0 });
+    writeHeader(h, { version: PROTOCOL_VERSION, op: Op.PUT, status: 0, flags: 0, requestId: 21, keyCount: 1, payloadLength: 0xfffffff0, checksum: 0n });
     liar.send(h);
     await liar.waitFrames(1);
     expect(liar.frames[0]?.header).toMatchObject({ requestId: 21, status: Status.BAD_FRAME });
@@ -121,19 +121,35 @@ describe("cache server with bad input", () => {
     expect(peer.frames[0]?.header.status).toBe(Status.BAD_FRAME);
     await peer.closed;
 
-    const v2 = await RawPeer.connect(port);
+    const v3 = await RawPeer.connect(port);
     const h = Buffer.alloc(HEADER_BYTES);
-    writeHeader(h, { version: 2, op: Op.PING, status: 0, flags: 0, requestId: 9, keyCount: 0, payloadLength: 0, checksum: 0 });
-    v2.send(h);
-    await v2.waitFrames(1);
-    expect(v2.frames[0]?.header).toMatchObject({ requestId: 9, status: Status.UNSUPPORTED_VERSION });
-    await v2.closed;
+    writeHeader(h, { version: 3, op: Op.PING, status: 0, flags: 0, requestId: 9, keyCount: 0, payloadLength: 0, checksum: 0n });
+    v3.send(h);
+    await v3.waitFrames(1);
+    expect(v3.frames[0]?.header.status).toBe(Status.UNSUPPORTED_VERSION);
+    await v3.closed;
+  });
+
+  it("answers a version-1 (CRC-32, 24-byte header) client with UNSUPPORTED_VERSION at once, not after a stall", async () => {
+    const v1 = await RawPeer.connect(port);
+    const h = Buffer.alloc(24);
+    h.writeUInt32LE(MAGIC, 0);
+    h[4] = 1;
+    h[5] = Op.PING;
+    h.writeUInt32LE(9, 8);
+    const t0 = Date.now();
+    v1.send(h);
+    await v1.waitFrames(1);
+    expect(v1.frames[0]?.header.status).toBe(Status.UNSUPPORTED_VERSION);
+    await v1.closed;
+    // Well under the 300 ms stall timeout this server runs with.
+    expect(Date.now() - t0).toBeLessThan(250);
   });
 
   it("closes a connection whose frame stalls (a length that nothing follows cannot pin memory)", async () => {
     const peer = await RawPeer.connect(port);
     const h = Buffer.alloc(HEADER_BYTES + 32);
-    writeHeader(h, { version: 1, op: Op.PUT, status: 0, flags: 0, requestId: 1, keyCount: 1, payloadLength: 32 + 500_000, checksum: 0 });
+    writeHeader(h, { version: PROTOCOL_VERSION, op: Op.PUT, status: 0, flags: 0, requestId: 1, keyCount: 1, payloadLength: 32 + 500_000, checksum: 0n });
     peer.send(h);
     const t0 = Date.now();
     await peer.closed;
@@ -164,7 +180,7 @@ describe("cache server with bad input", () => {
       }),
       fc.tuple(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffff }), fc.nat({ max: 10 })).map(([len, keys, op]) => {
         const b = Buffer.alloc(HEADER_BYTES + 64);
-        writeHeader(b, { version: 1, op, status: 0, flags: 0, requestId: 1, keyCount: keys, payloadLength: len, checksum: 0 });
+        writeHeader(b, { version: PROTOCOL_VERSION, op, status: 0, flags: 0, requestId: 1, keyCount: keys, payloadLength: len, checksum: 0n });
         b.writeUInt32LE(MAGIC, 0);
         return b;
       }),

@@ -26,7 +26,7 @@ describe("KvStore", () => {
       for (let i = 0; i < 400; i++) {
         const size = 1 * KiB + ((i * 7919) % (9 * KiB));
         const v = Buffer.alloc(size, i & 0xff);
-        expect(store.put(key(i), v, checksum(v))).toBe("stored");
+        expect(store.put(key(i), v, checksum(keyToBytes(key(i)), v))).toBe("stored");
         inserted += size;
         if (i % 3 === 0) store.get(key(i - 1));
         expect(store.bytesUsed).toBeLessThanOrEqual(capacity);
@@ -43,9 +43,9 @@ describe("KvStore", () => {
   it("evicts the least recently used first under LRU", () => {
     const store = new KvStore(4 * KiB, createEvictionPolicy({ name: "lru", capacityBytes: 4 * KiB }));
     const v = Buffer.alloc(KiB);
-    for (let i = 0; i < 4; i++) store.put(key(i), v, 0);
+    for (let i = 0; i < 4; i++) store.put(key(i), v, 0n);
     store.get(key(0)); // 0 is now the most recent
-    store.put(key(4), v, 0);
+    store.put(key(4), v, 0n);
     expect(store.has(key(1))).toBe(false);
     expect([0, 2, 3, 4].every((i) => store.has(key(i)))).toBe(true);
   });
@@ -53,8 +53,8 @@ describe("KvStore", () => {
   it("treats a PUT of a held key as a no-op success (immutable objects)", () => {
     const store = new KvStore(10 * KiB, createEvictionPolicy({ name: "lru", capacityBytes: 10 * KiB }));
     const a = Buffer.from("first");
-    expect(store.put(key(1), a, checksum(a))).toBe("stored");
-    expect(store.put(key(1), Buffer.from("second!"), 1)).toBe("exists");
+    expect(store.put(key(1), a, checksum(keyToBytes(key(1)), a))).toBe("stored");
+    expect(store.put(key(1), Buffer.from("second!"), 1n)).toBe("exists");
     expect(store.get(key(1))?.value.toString()).toBe("first");
     expect(store.bytesUsed).toBe(5);
     expect(store.stats().putsExisting).toBe(1);
@@ -62,21 +62,21 @@ describe("KvStore", () => {
 
   it("refuses a value larger than the whole capacity without evicting anything", () => {
     const store = new KvStore(10 * KiB, createEvictionPolicy({ name: "lru", capacityBytes: 10 * KiB }));
-    store.put(key(1), Buffer.alloc(KiB), 0);
-    expect(store.put(key(2), Buffer.alloc(11 * KiB), 0)).toBe("no-space");
+    store.put(key(1), Buffer.alloc(KiB), 0n);
+    expect(store.put(key(2), Buffer.alloc(11 * KiB), 0n)).toBe("no-space");
     expect(store.has(key(1))).toBe(true);
   });
 
   it("refuses rather than loops when the policy has no victim to give", () => {
     const empty: EvictionPolicy = { name: "none", onInsert() {}, onAccess() {}, onRemove() {}, victim: () => undefined };
     const store = new KvStore(2 * KiB, empty);
-    expect(store.put(key(1), Buffer.alloc(KiB + 1), 0)).toBe("stored");
-    expect(store.put(key(2), Buffer.alloc(KiB), 0)).toBe("no-space");
+    expect(store.put(key(1), Buffer.alloc(KiB + 1), 0n)).toBe("stored");
+    expect(store.put(key(2), Buffer.alloc(KiB), 0n)).toBe("no-space");
   });
 
   it("counts prefixes up to the first missing key and deletes", () => {
     const store = new KvStore(10 * KiB, createEvictionPolicy({ name: "lru", capacityBytes: 10 * KiB }));
-    for (const i of [0, 1, 2, 4]) store.put(key(i), Buffer.alloc(10), 0);
+    for (const i of [0, 1, 2, 4]) store.put(key(i), Buffer.alloc(10), 0n);
     expect(store.prefixCount([0, 1, 2, 3, 4].map(key))).toBe(3);
     expect(store.delete(key(1))).toBe(true);
     expect(store.delete(key(1))).toBe(false);
@@ -140,8 +140,8 @@ describe("CacheServer", () => {
     const k = keyToBytes(key("imm"));
     const a = Buffer.from("aaaa");
     const b = Buffer.from("bbbbbb");
-    peer.sendFrame({ op: Op.PUT, requestId: 1, keys: [k], body: a, checksum: checksum(a) });
-    peer.sendFrame({ op: Op.PUT, requestId: 2, keys: [k], body: b, checksum: checksum(b) });
+    peer.sendFrame({ op: Op.PUT, requestId: 1, keys: [k], body: a, checksum: checksum(k, a) });
+    peer.sendFrame({ op: Op.PUT, requestId: 2, keys: [k], body: b, checksum: checksum(k, b) });
     peer.sendFrame({ op: Op.GET, requestId: 3, keys: [k] });
     const f = await peer.waitFrames(3);
     peer.close();
@@ -214,7 +214,7 @@ describe("CacheServer", () => {
     const [reply] = await slow.waitFrames(1, 10_000);
     slow.close();
     expect(reply?.header.status).toBe(Status.OK);
-    expect(reply?.bodyChecksum).toBe(checksum(v1));
+    expect(reply?.payloadChecksum).toBe(checksum(keyToBytes(key(1)), v1));
     expect(reply?.payload.subarray(32).equals(v1)).toBe(true);
     expect(Buffer.from((await c.get(key(5))) as Uint8Array).equals(bytes(32 * MiB, 5))).toBe(true);
   });
