@@ -1,55 +1,239 @@
 /**
- * One benchmark recipe end to end at `tiny` scale through the real local stack: wrangler dev (edge
+ * Every benchmark recipe end to end at `tiny` scale through the real local stack: wrangler dev (edge
  * worker, local D1 and Durable Objects), node agents with emulator engines, the benchmark client,
- * and the report — raw results, summaries, charts and machine.json on disk.
+ * and the report — raw results, summaries, charts, comparison, machine.json and recipe.json on disk —
+ * plus what each recipe is for: routing strategies, KV hit rates at 1× and 8× KV, sessions kept in
+ * order on one node with their history cached, per-tenant service under VTC and FCFS, and a stop
+ * half-way that keeps what was measured.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadRun } from "../../bench/client/records";
+import { type ResultRecord, loadRun } from "../../bench/client/records";
+import type { RecipeResult } from "../../bench/recipes/common";
+import { fairnessRecipe } from "../../bench/recipes/fairness";
+import { kvOffloadRecipe } from "../../bench/recipes/kv-offload";
+import { multiTurnRecipe } from "../../bench/recipes/multi-turn";
 import { routingRecipe } from "../../bench/recipes/routing";
+import type { RunSummary } from "../../bench/report/summary";
 import { tempDir } from "../support/tmp";
 
 const dir = tempDir("bench-recipe");
 afterAll(() => dir.cleanup());
 
+const REPORT_FILES = ["summary.json", "summary.md", "compare.md", "machine.json", "recipe.json", ...["ttft-vs-qps", "ttft-cdf", "tenant-service"].flatMap((c) => [`charts/${c}.svg`, `charts/${c}.png`])];
+
+/** What every recipe leaves on disk: the report, charts that are real SVG and PNG, machine and recipe descriptions, each run's raw files. */
+function expectRecipeOutput(out: string, result: RecipeResult, recipe: string, rawRuns: string[], workloads: string[]): void {
+  expect(result.interrupted).toBe(false);
+  for (const f of [...REPORT_FILES, ...rawRuns.flatMap((r) => [`raw/${r}.jsonl`, `raw/${r}.run.json`]), ...workloads.map((w) => `raw/${w}.workload.jsonl`)]) {
+    expect(existsSync(join(out, f)), f).toBe(true);
+  }
+  for (const f of REPORT_FILES) expect(result.files, f).toContain(join(out, f));
+  for (const f of REPORT_FILES.filter((f) => f.endsWith(".svg"))) expect(readFileSync(join(out, f), "utf8"), f).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
+  for (const f of REPORT_FILES.filter((f) => f.endsWith(".png"))) expect(readFileSync(join(out, f)).subarray(0, 8).toString("hex"), f).toBe("89504e470d0a1a0a");
+  const machine = JSON.parse(readFileSync(join(out, "machine.json"), "utf8")) as Record<string, unknown>;
+  expect(machine).toMatchObject({ recipe, scale: "tiny", node: process.version, load_average: expect.any(Array), packages: { wrangler: expect.any(String), workerd: expect.any(String), vega: expect.any(String) } });
+  expect(machine.cpu_cores).toBeGreaterThan(0);
+  const described = JSON.parse(readFileSync(join(out, "recipe.json"), "utf8")) as { recipe: string; scale: string; interrupted: boolean; warnings: string[]; runs: Array<{ file: string }> };
+  expect(described).toMatchObject({ recipe, scale: "tiny", interrupted: false, warnings: [] });
+  expect(described.runs.map((r) => r.file).sort()).toEqual(rawRuns.map((r) => `raw/${r}.jsonl`).sort());
+  for (const run of result.runs) {
+    expect(run.counts.ok, run.label).toBeGreaterThan(0);
+    expect(run.counts.error, run.label).toBe(0);
+    expect(run.counts.not_sent, run.label).toBe(0);
+    expect(run.ttft_ms.n, run.label).toBe(run.counts.ok);
+  }
+}
+
+/** Records of one run; every one answered through the edge, which named the node, region, strategy and request. */
+async function edgeRecords(out: string, run: string, strategy: string): Promise<ResultRecord[]> {
+  const { records } = await loadRun(join(out, "raw", `${run}.jsonl`));
+  for (const r of records) {
+    expect(r.status).toBe("ok");
+    expect(r.node).toMatch(/^sim-\d$/);
+    expect(r.region).toBe("local");
+    expect(r.routing_strategy).toBe(strategy);
+    expect(r.request_id).toBeTruthy();
+    expect(r.ttft_ms as number).toBeGreaterThan(0);
+  }
+  return records;
+}
+
+function runOf(result: RecipeResult, system: string, workload?: string): RunSummary {
+  const run = result.runs.find((r) => r.system === system && (workload === undefined || r.workload === workload));
+  expect(run, `${system} ${workload ?? ""}`).toBeDefined();
+  return run as RunSummary;
+}
+
 describe("bench recipe routing --scale tiny", () => {
   it("runs strategies against the local stack and writes results, summary, comparison, charts and machine.json", async () => {
     const lines: string[] = [];
     const t0 = Date.now();
-    const result = await routingRecipe.run({ scale: "tiny", outDir: dir.path, log: (l) => lines.push(l) });
+    const out = join(dir.path, "routing");
+    const result = await routingRecipe.run({ scale: "tiny", outDir: out, log: (l) => lines.push(l) });
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeLessThan(60_000);
-    expect(result.interrupted).toBe(false);
+    expectRecipeOutput(out, result, "routing", ["random-qps4", "prefix-cache-qps4"], ["shared-prefix-qps4"]);
     expect(result.runs.map((r) => r.label)).toEqual(["random @ 4", "prefix-cache @ 4"]);
     for (const run of result.runs) {
       expect(run.counts.ok).toBeGreaterThan(5);
-      expect(run.counts.error).toBe(0);
-      expect(run.ttft_ms.n).toBe(run.counts.ok);
       expect(run.cache_hit_rate).not.toBeNull();
     }
-    for (const f of ["summary.json", "summary.md", "compare.md", "machine.json", "recipe.json", "charts/ttft-vs-qps.svg", "charts/ttft-vs-qps.png", "charts/ttft-cdf.png", "charts/tenant-service.png", "raw/random-qps4.jsonl", "raw/prefix-cache-qps4.run.json", "raw/shared-prefix-qps4.workload.jsonl"]) {
-      expect(existsSync(join(dir.path, f)), f).toBe(true);
-    }
     // Every record came through the edge: node, region, strategy and request id headers.
-    const raw = await loadRun(join(dir.path, "raw", "prefix-cache-qps4.jsonl"));
+    const raw = await loadRun(join(out, "raw", "prefix-cache-qps4.jsonl"));
     expect(raw.meta).toMatchObject({ system: "prefix-cache", routing_strategy: "prefix-cache", qps: 4, interrupted: false });
-    for (const r of raw.records) {
-      expect(r.status).toBe("ok");
+    for (const r of await edgeRecords(out, "prefix-cache-qps4", "prefix-cache")) {
       expect(r.node).toMatch(/^sim-[01]$/);
-      expect(r.region).toBe("local");
-      expect(r.routing_strategy).toBe("prefix-cache");
       expect(r.prefix_blocks).toMatch(/^\d+\/\d+$/);
-      expect(r.request_id).toBeTruthy();
       expect(r.completion_tokens).toBe(16);
-      expect(r.ttft_ms as number).toBeGreaterThan(0);
       // The prompt the engine counted: the dataset's tokens + chat template + salt (within a few %).
       expect(Math.abs((r.prompt_tokens as number) - (r.expected_prompt_tokens as number)) / (r.expected_prompt_tokens as number)).toBeLessThan(0.03);
     }
-    const machine = JSON.parse(readFileSync(join(dir.path, "machine.json"), "utf8")) as Record<string, unknown>;
-    expect(machine).toMatchObject({ recipe: "routing", scale: "tiny", node: process.version, packages: { wrangler: expect.any(String), workerd: expect.any(String) } });
-    expect(machine.cpu_cores).toBeGreaterThan(0);
-    expect(readFileSync(join(dir.path, "compare.md"), "utf8")).toContain("| shared-prefix | 4 |");
+    expect(readFileSync(join(out, "compare.md"), "utf8")).toContain("| shared-prefix | 4 |");
     expect(lines.some((l) => l.startsWith("prefix-cache-qps4:"))).toBe(true);
+  });
+});
+
+describe("bench recipe kv-offload --scale tiny", () => {
+  it("serves Workload-1 (1× KV) and Workload-2 (8× KV) to each KV system; the prefix cache hits far more when the prefixes fit", async () => {
+    const out = join(dir.path, "kv-offload");
+    const t0 = Date.now();
+    const result = await kvOffloadRecipe.run({ scale: "tiny", outDir: out, quiet: true });
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    const runs = ["workload-1-no-prefix-cache", "workload-1-gpu-prefix-cache", "workload-2-no-prefix-cache", "workload-2-gpu-prefix-cache"];
+    expectRecipeOutput(out, result, "kv-offload", runs, ["workload-1", "workload-2"]);
+    expect(result.runs.map((r) => [r.workload, r.system])).toEqual([
+      ["Workload-1 (1× KV)", "no-prefix-cache"],
+      ["Workload-1 (1× KV)", "gpu-prefix-cache"],
+      ["Workload-2 (8× KV)", "no-prefix-cache"],
+      ["Workload-2 (8× KV)", "gpu-prefix-cache"],
+    ]);
+    for (const run of runs) {
+      const records = await edgeRecords(out, run, "prefix-cache");
+      const cached = records.map((r) => r.cached_tokens ?? 0);
+      // Without a prefix cache the engine reports nothing cached; with one, some prompt hits it.
+      if (run.endsWith("no-prefix-cache")) expect(cached.every((c) => c === 0), run).toBe(true);
+      else expect(cached.some((c) => c > 0), run).toBe(true);
+    }
+    // The workloads' unique prefixes fill 1× and 8× the GPU KV capacity, as recipe.json records.
+    const described = JSON.parse(readFileSync(join(out, "recipe.json"), "utf8")) as { parameters: { workloads: Array<{ footprint_factor: number; footprint_tokens: number; cluster_kv_tokens: number }> } };
+    expect(described.parameters.workloads.map((w) => w.footprint_factor)).toEqual([1, 8]);
+    for (const w of described.parameters.workloads) expect(w.footprint_tokens / w.cluster_kv_tokens).toBeCloseTo(w.footprint_factor, 0);
+    const w1 = runOf(result, "gpu-prefix-cache", "Workload-1 (1× KV)").cache_hit_rate as number;
+    const w2 = runOf(result, "gpu-prefix-cache", "Workload-2 (8× KV)").cache_hit_rate as number;
+    expect(w1).toBeGreaterThan(0.2);
+    expect(w1).toBeGreaterThan(2 * w2);
+    expect(runOf(result, "no-prefix-cache", "Workload-1 (1× KV)").cache_hit_rate).toBe(0);
+    // compare.md: a row per workload, a column pair per system, ratios to the no-cache baseline.
+    const compare = readFileSync(join(out, "compare.md"), "utf8");
+    expect(compare).toContain("| Workload | QPS | no-prefix-cache mean TTFT (s) | no-prefix-cache P99 TTFT (s) | gpu-prefix-cache mean TTFT (s) | gpu-prefix-cache P99 TTFT (s) |");
+    expect(compare).toMatch(/^\| Workload-1 \(1× KV\) \| 8 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$/m);
+    expect(compare).toMatch(/^\| Workload-2 \(8× KV\) \| 8 \| [\d.]+× \| [\d.]+× \|$/m);
+  });
+});
+
+describe("bench recipe multi-turn --scale tiny", () => {
+  it("sends each session's turns in order after the previous answer, with the history, on one node, cached on later turns", async () => {
+    const out = join(dir.path, "multi-turn");
+    const t0 = Date.now();
+    const result = await multiTurnRecipe.run({ scale: "tiny", outDir: out, quiet: true });
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expectRecipeOutput(out, result, "multi-turn", ["workload-3-no-prefix-cache", "workload-3-gpu-prefix-cache"], ["workload-3"]);
+    expect(result.runs.map((r) => r.system)).toEqual(["no-prefix-cache", "gpu-prefix-cache"]);
+    let laterTurns = 0;
+    for (const system of ["no-prefix-cache", "gpu-prefix-cache"]) {
+      const records = await edgeRecords(out, `workload-3-${system}`, "session-affinity");
+      const sessions = new Map<string | null, ResultRecord[]>();
+      for (const r of records) sessions.set(r.session_id, [...(sessions.get(r.session_id) ?? []), r]);
+      expect(sessions.size, system).toBeGreaterThanOrEqual(3);
+      for (const [id, unordered] of sessions) {
+        const turns = [...unordered].sort((a, b) => (a.turn as number) - (b.turn as number));
+        expect(turns.map((t) => t.turn), `session ${id}`).toEqual(turns.map((_, i) => i));
+        // The x-session-key header keeps a session on one of the two nodes (without it, turns land at random).
+        expect(new Set(turns.map((t) => t.node)).size, `session ${id} nodes`).toBe(1);
+        for (let k = 1; k < turns.length; k++) {
+          const prev = turns[k - 1] as ResultRecord;
+          const turn = turns[k] as ResultRecord;
+          laterTurns++;
+          // Sent only after the previous answer ended, plus the think time.
+          expect(turn.sent_ms).toBeGreaterThanOrEqual(prev.sent_ms + (prev.e2e_ms as number) + (turn.think_time_ms ?? 0) - 1);
+          // The prompt is the whole history plus the new user turn (and a few template tokens per message).
+          const added = (turn.prompt_tokens as number) - (prev.prompt_tokens as number) - (prev.completion_tokens as number);
+          expect(added, `session ${id} turn ${k}`).toBeGreaterThanOrEqual(0.97 * (turn.expected_prompt_tokens as number));
+          expect(added, `session ${id} turn ${k}`).toBeLessThan((turn.expected_prompt_tokens as number) + 24);
+          // The previous turns' context is in the prefix cache when there is one.
+          if (system === "gpu-prefix-cache") expect(turn.cached_tokens, `session ${id} turn ${k}`).toBeGreaterThanOrEqual(0.8 * (prev.prompt_tokens as number));
+          else expect(turn.cached_tokens).toBe(0);
+        }
+      }
+    }
+    expect(laterTurns).toBeGreaterThanOrEqual(10);
+    expect(runOf(result, "gpu-prefix-cache").cache_hit_rate as number).toBeGreaterThan(0.3);
+    const described = JSON.parse(readFileSync(join(out, "recipe.json"), "utf8")) as { parameters: { footprint_tokens: number; footprint_factor: number } };
+    expect(described.parameters.footprint_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe("bench recipe fairness --scale tiny", () => {
+  it("overloads the cluster with a heavy tenant; VTC serves the light tenants ahead of it, FCFS does not; light-1 alone as reference", async () => {
+    const out = join(dir.path, "fairness");
+    const t0 = Date.now();
+    const result = await fairnessRecipe.run({ scale: "tiny", outDir: out, quiet: true });
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expectRecipeOutput(out, result, "fairness", ["overload-1.5x-vtc", "overload-1.5x-fcfs", "overload-1.5x-alone"], ["overload-1.5x", "overload-1.5x-alone"]);
+    expect(result.runs.map((r) => r.system)).toEqual(["vtc", "fcfs", "alone"]);
+    const tenants = ["heavy", "light-1", "light-2", "light-3"];
+    for (const system of ["vtc", "fcfs"]) {
+      const run = runOf(result, system);
+      expect(run.tenants.map((t) => t.tenant).sort(), system).toEqual(tenants);
+      const heavy = run.tenants.find((t) => t.tenant === "heavy");
+      // The heavy tenant asks for 10× each light one's rate.
+      for (const t of run.tenants) if (t.tenant !== "heavy") expect(heavy?.requests, `${system} ${t.tenant}`).toBeGreaterThan(2 * t.requests);
+      for (const t of run.tenants) expect(t.errors, `${system} ${t.tenant}`).toBe(0);
+      const records = await edgeRecords(out, `overload-1.5x-${system}`, "least-request");
+      expect(new Set(records.map((r) => r.tenant))).toEqual(new Set(tenants));
+    }
+    expect(runOf(result, "alone").tenants.map((t) => t.tenant)).toEqual(["light-1"]);
+    // Each tenant sent with its own key, so the edge's VTC told them apart: under overload the light
+    // tenants wait far less than the heavy one. FCFS queues everyone alike.
+    const vtc = runOf(result, "vtc").tenants;
+    const heavyP50 = vtc.find((t) => t.tenant === "heavy")?.ttft_ms.p50 as number;
+    for (const t of vtc.filter((x) => x.tenant !== "heavy")) expect(t.ttft_ms.p50 as number, t.tenant).toBeLessThan(heavyP50 / 2);
+    const fcfsLight = runOf(result, "fcfs").tenants.find((t) => t.tenant === "light-1")?.ttft_ms.p50 as number;
+    expect(fcfsLight).toBeGreaterThan(vtc.find((t) => t.tenant === "light-1")?.ttft_ms.p50 as number);
+    const table = readFileSync(join(out, "tenants.md"), "utf8");
+    for (const system of ["vtc", "fcfs"]) for (const t of tenants) expect(table).toMatch(new RegExp(`^\\| 1\\.5× \\| ${system} \\| ${t} \\| \\d+ \\| 0 \\|`, "m"));
+    expect(table).toMatch(/^\| 1\.5× \| alone \| light-1 \| \d+ \| 0 \|/m);
+    expect(table).toMatch(/^\| 1\.5× \| vtc \| light-1 \|.*\| [\d.]+× \|$/m);
+  });
+});
+
+describe("bench recipe stopped half-way (Ctrl-C)", () => {
+  it("keeps the interrupted run's finished requests, skips the runs after it, and still writes the report", async () => {
+    const out = join(dir.path, "stopped");
+    const first = join(out, "raw", "workload-1-no-prefix-cache.jsonl");
+    const ac = new AbortController();
+    // Ctrl-C in `recipeMain` aborts this signal; here it comes once the first run has a few answers.
+    const watch = setInterval(() => {
+      if (existsSync(first) && readFileSync(first, "utf8").split("\n").length > 5) ac.abort();
+    }, 50);
+    try {
+      const result = await kvOffloadRecipe.run({ scale: "tiny", outDir: out, quiet: true, signal: ac.signal });
+      expect(result.interrupted).toBe(true);
+      expect(result.runs.map((r) => r.system)).toEqual(["no-prefix-cache"]);
+      const run = result.runs[0] as RunSummary;
+      expect(run.interrupted).toBe(true);
+      expect(run.counts.ok).toBeGreaterThanOrEqual(5);
+      expect(run.counts.error).toBe(0);
+      expect(run.counts.cancelled + run.counts.not_sent).toBeGreaterThan(0);
+      expect(run.counts.ok + run.counts.cancelled + run.counts.not_sent).toBe(run.counts.total);
+    } finally {
+      clearInterval(watch);
+    }
+    for (const f of ["summary.json", "summary.md", "compare.md", "machine.json", "charts/ttft-cdf.png"]) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(existsSync(join(out, "raw", "workload-1-gpu-prefix-cache.jsonl"))).toBe(false);
+    expect(JSON.parse(readFileSync(join(out, "raw", "workload-1-no-prefix-cache.run.json"), "utf8"))).toMatchObject({ interrupted: true });
+    expect(JSON.parse(readFileSync(join(out, "recipe.json"), "utf8"))).toMatchObject({ recipe: "kv-offload", interrupted: true, runs: [{ file: "raw/workload-1-no-prefix-cache.jsonl" }] });
   });
 });

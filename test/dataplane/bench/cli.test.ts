@@ -63,7 +63,7 @@ afterAll(async () => {
 
 describe("help and usage errors", () => {
   it("every subcommand has help with an example", async () => {
-    const cmds = [["bench"], ["bench", "dataset"], ["bench", "dataset", "shared-prefix"], ["bench", "dataset", "multi-turn"], ["bench", "dataset", "sharegpt"], ["bench", "dataset", "client-log"], ["bench", "workload"], ["bench", "run"], ["bench", "report"], ["bench", "compare"], ["bench", "recipe"]];
+    const cmds = [["bench"], ["bench", "dataset"], ["bench", "dataset", "shared-prefix"], ["bench", "dataset", "multi-turn"], ["bench", "dataset", "sharegpt"], ["bench", "dataset", "client-log"], ["bench", "dataset", "inspect"], ["bench", "workload"], ["bench", "run"], ["bench", "report"], ["bench", "compare"], ["bench", "recipe"]];
     const results = await all(cmds.map((c) => [...c, "--help"]));
     results.forEach((r, i) => {
       expect(r.code, (cmds[i] as string[]).join(" ")).toBe(0);
@@ -74,13 +74,17 @@ describe("help and usage errors", () => {
 
   it("bad option values and bad files exit 2 with one clear line", async () => {
     writeFileSync(join(dir.path, "bad.jsonl"), '{"prompt": "ok"}\n{"prompt": 3}\n');
-    const [dist, rate, missing, badFile, pattern, recipe] = await all([
+    writeFileSync(join(dir.path, "ok.jsonl"), '{"prompt": "ok"}\n');
+    const [dist, rate, missing, badFile, pattern, recipe, bursty, amplitude, azure] = await all([
       ["bench", "dataset", "shared-prefix", "--groups", "2", "--prompts-per-group", "2", "--prefix-length", "normal:500", "--suffix-length", "10", "-o", "x.jsonl"],
       ["bench", "workload", "--pattern", "poisson", "--rate", "0", "--duration", "5s", "--dataset", "d.jsonl", "-o", "w.jsonl"],
       ["bench", "run", "-w", "nowhere.jsonl", "-m", "m", "-o", "r.jsonl"],
       ["bench", "workload", "--pattern", "poisson", "--rate", "1", "--duration", "5s", "--dataset", "bad.jsonl", "-o", "w.jsonl"],
       ["bench", "workload", "--pattern", "sinus", "--dataset", "bad.jsonl", "-o", "w.jsonl"],
       ["bench", "recipe", "nope"],
+      ["bench", "workload", "--pattern", "bursty", "--rate", "5", "--duration", "5s", "--dataset", "ok.jsonl", "-o", "w.jsonl"],
+      ["bench", "workload", "--pattern", "diurnal", "--rate", "2", "--amplitude", "2", "--duration", "5s", "--dataset", "ok.jsonl", "-o", "w.jsonl"],
+      ["bench", "workload", "--pattern", "azure", "--duration", "5s", "-o", "w.jsonl"],
     ]);
     expect(dist).toMatchObject({ code: 2 });
     expect(dist?.stderr).toContain("option '--prefix-length <dist>' argument 'normal:500' is invalid. 'normal:500': normal needs sd");
@@ -91,6 +95,10 @@ describe("help and usage errors", () => {
     expect(pattern?.code).toBe(2);
     expect(pattern?.stderr).toContain("Allowed choices are constant, poisson, bursty, ramp, diurnal, azure, replay");
     expect(recipe).toMatchObject({ code: 2, stderr: "switchyard: unknown recipe 'nope': one of routing, kv-offload, multi-turn, fairness\n" });
+    // Each pattern's own options: missing or out of range.
+    expect(bursty).toMatchObject({ code: 2, stderr: "switchyard: --pattern bursty needs --on <duration>\n" });
+    expect(amplitude).toMatchObject({ code: 2, stderr: "switchyard: --amplitude must be between 0 and 1\n" });
+    expect(azure).toMatchObject({ code: 2, stderr: "switchyard: --pattern azure needs --trace <file>\n" });
   });
 });
 
@@ -150,6 +158,8 @@ describe("the offline pipeline", () => {
       const r = await done;
       expect(r.code).toBe(130);
       expect(r.stderr).toContain("stopping: in-flight requests are recorded as cancelled");
+      // stderr is a pipe here, not a terminal: no progress bar in the way.
+      expect(r.stderr).not.toContain(" requests | ");
       const records = readFileSync(join(dir.path, "slow-results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { status: string; ttft_ms: number | null });
       expect(records).toHaveLength(6);
       expect(records.every((x) => x.status === "cancelled")).toBe(true);
@@ -159,5 +169,22 @@ describe("the offline pipeline", () => {
     } finally {
       slow = false;
     }
+  });
+
+  it("shows a progress bar on a terminal: requests done, in flight, errors", async () => {
+    writeFileSync(join(dir.path, "tty.jsonl"), `${Array.from({ length: 5 }, (_, i) => JSON.stringify({ timestamp: i * 20, requests: [{ prompt: `t${i}`, output_length: 4 }] })).join("\n")}\n`);
+    const cmd = [process.execPath, BIN, "bench", "run", "-w", "tty.jsonl", "--base-url", server.url, "-m", "m", "-o", "tty-results.jsonl"].map((a) => `'${a}'`).join(" ");
+    // util-linux `script` runs the command on a pseudo-terminal, as an operator's shell would; its
+    // output (the terminal's) arrives on our stdout.
+    const child = spawn("script", ["-qec", cmd, "/dev/null"], { cwd: dir.path, stdio: ["ignore", "pipe", "pipe"] });
+    let screen = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (screen += d));
+    const code = await new Promise<number | null>((ok, fail) => {
+      child.on("error", fail);
+      child.on("close", ok);
+    });
+    expect(code).toBe(0);
+    expect(screen).toMatch(/ 5\/5 requests \| 0 in flight \| 0 errors \| \d+s/);
+    expect(screen).toContain("5 ok, 0 errors, 0 cancelled, 0 not sent in");
   });
 });
