@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cacheServerRegistry, type MetricInfo, metricsOf, withAgentMetrics } from "../support/metric-registries";
+import { cacheServerRegistry, type MetricInfo, metricsOf, shardSupervisorRegistry, withAgentMetrics } from "../support/metric-registries";
 
 const DOC = readFileSync(resolve(import.meta.dirname, "../../docs/dashboard.md"), "utf8");
 
@@ -43,6 +43,11 @@ describe("docs/dashboard.md metrics reference", () => {
 
   it("lists every cache server metric with its type and labels", () => {
     compare(documented("### Cache servers"), metricsOf(cacheServerRegistry()), "switchyard_kvcache_server_");
+  });
+
+  it("lists the sharded cache server's own metrics", () => {
+    const sorted = (xs: MetricInfo[]) => xs.map((m) => ({ ...m, labels: [...m.labels].sort() })).sort((a, b) => a.name.localeCompare(b.name));
+    expect(sorted(documented("### Sharded cache servers"))).toEqual(sorted(metricsOf(shardSupervisorRegistry())));
   });
 
   it("would notice a metric the code exports and the page omits", async () => {

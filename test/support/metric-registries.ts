@@ -7,7 +7,7 @@ import type { Registry } from "prom-client";
 import { AgentMetrics } from "../../dataplane/agent/metrics";
 import { AgentKvTiers } from "../../dataplane/kvcache/agent-tiers";
 import type { Logger } from "../../dataplane/lib/log";
-import { CacheServerMetrics } from "../../dataplane/kvcache/server/metrics";
+import { CacheServerMetrics, ShardSupervisorMetrics } from "../../dataplane/kvcache/server/metrics";
 import type { StoreStats } from "../../dataplane/kvcache/server/store";
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
@@ -39,4 +39,9 @@ export async function withAgentMetrics<T>(use: (agent: AgentMetrics) => Promise<
 export function cacheServerRegistry(): Registry {
   const zero = new Proxy({}, { get: () => 0 }) as StoreStats;
   return new CacheServerMetrics(() => zero, () => 0).registry;
+}
+
+/** The supervisor's own metrics of a sharded cache server (its shards' are cacheServerRegistry's, summed). */
+export function shardSupervisorRegistry(): Registry {
+  return new ShardSupervisorMetrics(() => ({ configured: 2, up: 2 })).registry;
 }

@@ -1,32 +1,35 @@
 /**
  * L2 cache-server benchmark: PUT and GET throughput and latency for 2 MiB (a 16-token block of
  * Llama-3-8B) and 32 MiB (a 256-token chunk) values over loopback, against redis-server doing the
- * same SET/GET from the same client process.
+ * same SET/GET from the same client machine.
  *
- *   npx tsx bench/kvcache/l2/run.ts [--reps 3] [--seconds 2] [--concurrency 1,4,16] [--sizes 2,32]
- *                                   [--connections 2] [--out bench/results/kv-l2] [--previous old/results.json]
+ *   npx tsx bench/kvcache/l2/run.ts [--reps 5] [--seconds 2] [--concurrency 1,4,16] [--sizes 2,32]
+ *                                   [--shards N] [--client-threads T] [--connections C]
+ *                                   [--out bench/results/kv-l2] [--previous old/results.json]
  *
- * Fairness: both servers run as their own process on the same box; both clients live in this
- * process, use the same TcpTransport (gathered writes, reads straight into preallocated buffers),
- * the same number of pipelined data connections, the same closed-loop concurrency (requests in
- * flight), and write fresh keys (our server ignores a PUT of an existing key, redis would
- * overwrite). Both servers evict LRU under the same memory cap. Our client additionally computes
- * the CRC-32 of every value it sends and verifies it on every value it receives; redis checks
- * nothing. Cells alternate between the two systems and are repeated; medians are reported.
+ * Fairness: both servers run as their own process on the same box. The client side is T worker
+ * threads (client-worker.ts); each has one L2 client and one redis client, both on the same
+ * TcpTransport (gathered writes, reads straight into preallocated buffers) with the same number of
+ * pipelined data connections (C per thread; L2 spreads them over its shards), and a cell's
+ * closed-loop concurrency (requests in flight) is split over the threads the same way for both.
+ * Both write fresh keys (our server ignores a PUT of an existing key, redis would overwrite) and
+ * evict LRU under the same memory cap. Our client additionally checksums (XXH64) every value it
+ * sends and verifies every value it receives; redis checks nothing. redis-server is single-threaded
+ * (io-threads off, the Debian default); the L2 server runs `--shards N` threads. Cells alternate
+ * between the two systems and are repeated; medians are reported.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { BufferPool } from "../../../dataplane/kvcache/l2/buffer-pool";
-import { L2Client } from "../../../dataplane/kvcache/l2/l2-client";
+import { Worker } from "node:worker_threads";
+import { crc32 } from "node:zlib";
 import { checksum } from "../../../dataplane/kvcache/l2/protocol";
-import type { Logger } from "../../../dataplane/lib/log";
 import { quantileSorted } from "../../lib/stats";
+import type { ClientWorkerData, FromClient, OpName, System, ToClient } from "./client-worker";
 import { RespClient } from "./resp-client";
 import { hostInfo } from "../../lib/host";
 
@@ -37,6 +40,7 @@ const MiB = 1024 * 1024;
 // `switchyard` CLI (run as `node <file> cache-server ...`) and a redis-server binary.
 const SWITCHYARD_CLI = process.env.L2_BENCH_SWITCHYARD_CLI ?? path.join(ROOT, "bin/switchyard.mjs");
 const REDIS_SERVER = process.env.L2_BENCH_REDIS_SERVER ?? "redis-server";
+const CORES = os.cpus().length;
 
 const { values: args } = parseArgs({
   options: {
@@ -44,7 +48,12 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "2" },
     concurrency: { type: "string", default: "1,4,16" },
     sizes: { type: "string", default: "2,32" },
-    connections: { type: "string", default: "2" },
+    /** L2 server threads (default: a quarter of the cores, at least 1, at most 8). */
+    shards: { type: "string", default: String(Math.min(8, Math.max(1, Math.floor(CORES / 4)))) },
+    /** Benchmark client threads, the same for both systems (default: as many as shards). */
+    "client-threads": { type: "string" },
+    /** Data connections per client thread to each system (default: max(2, shards)). */
+    connections: { type: "string" },
     "capacity-gib": { type: "string", default: "1" },
     out: { type: "string", default: path.join(ROOT, "bench/results/kv-l2") },
     /** An earlier results.json whose L2 / redis ratios are shown beside this run's (what a change bought). */
@@ -57,11 +66,15 @@ const REPS = Number(args.reps);
 const SECONDS = Number(args.seconds);
 const CONCURRENCY = (args.concurrency as string).split(",").map(Number);
 const SIZES = (args.sizes as string).split(",").map((s) => Number(s) * MiB);
-const CONNECTIONS = Number(args.connections);
+const SHARDS = Number(args.shards);
+const THREADS = Number(args["client-threads"] ?? SHARDS);
+const CONNECTIONS = Number(args.connections ?? Math.max(2, SHARDS));
 const CAPACITY = Number(args["capacity-gib"]) * 1024 * MiB;
+for (const [flag, v] of [["--shards", SHARDS], ["--client-threads", THREADS], ["--connections", CONNECTIONS]] as const) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} must be a positive integer`);
+}
+if (CONNECTIONS % SHARDS !== 0) throw new Error(`--connections (${CONNECTIONS}) must be a multiple of --shards (${SHARDS}): L2 opens connections/shards per shard, redis the same total`);
 
-type System = "switchyard-l2" | "redis";
-type OpName = "put" | "get";
 interface Cell {
   system: System;
   op: OpName;
@@ -77,8 +90,6 @@ interface Cell {
   errors: number;
 }
 
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
-
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer();
@@ -87,6 +98,22 @@ function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** A base port with `n` free ports from it (the sharded server binds port .. port + n - 1). */
+async function freePorts(n: number): Promise<number> {
+  for (;;) {
+    const base = await freePort();
+    if (base + n > 65_535) continue;
+    const ok = await Promise.all(
+      Array.from({ length: n }, (_, i) => new Promise<boolean>((resolve) => {
+        const s = net.createServer();
+        s.once("error", () => resolve(false));
+        s.listen(base + i, "127.0.0.1", () => s.close(() => resolve(true)));
+      })),
+    );
+    if (ok.every(Boolean)) return base;
+  }
 }
 
 function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
@@ -106,7 +133,7 @@ function waitForLine(child: ChildProcess, match: (line: string) => boolean, time
 }
 
 async function startSwitchyard(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [SWITCHYARD_CLI, "cache-server", "--port", String(port), "--capacity", `${CAPACITY}`, "--policy", "lru", "--metrics-port", "off"], {
+  const child = spawn(process.execPath, [SWITCHYARD_CLI, "cache-server", "--port", String(port), "--capacity", `${CAPACITY}`, "--policy", "lru", "--metrics-port", "off", "--shards", String(SHARDS)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   await waitForLine(child, (l) => l.includes('"event":"listening"'), 30_000);
@@ -133,66 +160,103 @@ async function startRedis(port: number): Promise<ChildProcess> {
   }
 }
 
-let keySeq = 0;
-const freshKey = (tag: string) => createHash("sha256").update(`${tag}:${process.pid}:${keySeq++}`).digest("hex");
+/** The client threads of one value size, driven in lock step. */
+class ClientThreads {
+  private constructor(private readonly workers: { worker: Worker; next: () => Promise<FromClient> }[]) {}
 
-interface Driver {
-  put(key: string, value: Uint8Array): Promise<boolean>;
-  get(key: string, size: number): Promise<boolean>;
-  /** Before the GET working set is written (redis: make room, so its sampled LRU cannot evict it). */
-  beforeReads?(): Promise<void>;
+  static async start(data: ClientWorkerData): Promise<ClientThreads> {
+    const workers = Array.from({ length: THREADS }, () => {
+      const worker = new Worker(new URL("./client-worker.mjs", import.meta.url), { workerData: data });
+      const inbox: FromClient[] = [];
+      const waiting: ((m: FromClient) => void)[] = [];
+      worker.on("message", (m: FromClient) => {
+        const w = waiting.shift();
+        if (w) w(m);
+        else inbox.push(m);
+      });
+      worker.on("error", (err) => {
+        const m: FromClient = { type: "failed", message: err.message };
+        const w = waiting.shift();
+        if (w) w(m);
+        else inbox.push(m);
+      });
+      const next = () => (inbox.length > 0 ? Promise.resolve(inbox.shift() as FromClient) : new Promise<FromClient>((r) => waiting.push(r)));
+      return { worker, next };
+    });
+    const threads = new ClientThreads(workers);
+    await threads.collect();
+    return threads;
+  }
+
+  /** Sends each thread its message (undefined: none) and waits for every answer. */
+  async run(messages: (ToClient | undefined)[]): Promise<FromClient[]> {
+    messages.forEach((m, i) => m && this.workers[i]?.worker.postMessage(m));
+    return this.collect(messages.map((m) => m !== undefined));
+  }
+
+  /** `total` split over the threads as evenly as possible. */
+  static split(total: number): number[] {
+    return Array.from({ length: THREADS }, (_, i) => Math.floor(total / THREADS) + (i < total % THREADS ? 1 : 0));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.workers.map(({ worker }) => {
+        const exited = new Promise((r) => worker.once("exit", r));
+        worker.postMessage({ type: "close" });
+        setTimeout(() => void worker.terminate(), 5_000).unref();
+        return exited;
+      }),
+    );
+  }
+
+  private async collect(which: boolean[] = this.workers.map(() => true)): Promise<FromClient[]> {
+    const out = await Promise.all(this.workers.map((w, i) => (which[i] ? w.next() : Promise.resolve<FromClient>({ type: "done" }))));
+    const failed = out.find((m) => m.type === "failed");
+    if (failed?.type === "failed") throw new Error(`client thread failed: ${failed.message}`);
+    return out;
+  }
 }
 
-/** Closed loop: `concurrency` workers, each issuing its next op when the previous completes. */
-async function measure(op: OpName, drive: (i: number) => Promise<boolean>, concurrency: number, valueBytes: number): Promise<Omit<Cell, "system" | "rep">> {
-  // Warm-up: one round per worker, unmeasured.
-  await Promise.all(Array.from({ length: concurrency }, (_, i) => drive(i)));
-  const latencies: number[] = [];
-  let errors = 0;
-  let next = 0;
-  const start = performance.now();
-  const deadline = start + SECONDS * 1000;
-  let end = start;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        const i = next++;
-        const t0 = performance.now();
-        const ok = await drive(i);
-        const t1 = performance.now();
-        // Only successful ops count: a miss or failure moves no value.
-        if (ok) latencies.push(t1 - t0);
-        else errors++;
-        if (t1 > end) end = t1;
-      }
-    }),
-  );
-  const seconds = (end - start) / 1000;
-  latencies.sort((a, b) => a - b);
+async function measureCell(threads: ClientThreads, system: System, op: OpName, concurrency: number, valueBytes: number): Promise<Omit<Cell, "system" | "rep">> {
+  const shares = ClientThreads.split(concurrency);
+  const replies = await threads.run(shares.map((c) => ({ type: "cell", system, op, concurrency: c, seconds: SECONDS })));
+  const parts = replies.filter((r): r is Extract<FromClient, { type: "cell" }> => r.type === "cell" && r.seconds > 0);
+  const latencies = parts.flatMap((p) => p.latencies).sort((a, b) => a - b);
   const ops = latencies.length;
-  return { op, valueBytes, concurrency, ops, seconds, opsPerSec: ops / seconds, gbPerSec: (ops * valueBytes) / seconds / 1e9, p50Ms: quantileSorted(latencies, 0.5) ?? Number.NaN, p99Ms: quantileSorted(latencies, 0.99) ?? Number.NaN, errors };
+  // Threads run side by side: the rate is the sum of theirs.
+  const opsPerSec = parts.reduce((a, p) => a + p.latencies.length / p.seconds, 0);
+  const seconds = Math.max(...parts.map((p) => p.seconds));
+  return { op, valueBytes, concurrency, ops, seconds, opsPerSec, gbPerSec: (opsPerSec * valueBytes) / 1e9, p50Ms: quantileSorted(latencies, 0.5) ?? Number.NaN, p99Ms: quantileSorted(latencies, 0.99) ?? Number.NaN, errors: parts.reduce((a, p) => a + p.errors, 0) };
 }
 
-async function runSystem(system: System, driver: Driver, size: number, rep: number, value: Buffer): Promise<Cell[]> {
+async function runSystem(threads: ClientThreads, system: System, size: number, rep: number): Promise<Cell[]> {
   const cells: Cell[] = [];
-  for (const c of CONCURRENCY) {
-    const r = await measure("put", () => driver.put(freshKey(`${system}-put`), value), c, size);
-    cells.push({ system, rep, ...r });
-  }
+  for (const c of CONCURRENCY) cells.push({ system, rep, ...(await measureCell(threads, system, "put", c, size)) });
   // A working set that fits (well under the cap), written just before it is read.
-  const setSize = Math.max(8, Math.min(64, Math.floor((CAPACITY / 4) / size)));
-  const keys = Array.from({ length: setSize }, () => freshKey(`${system}-get`));
-  await driver.beforeReads?.();
-  for (const k of keys) await driver.put(k, value);
-  for (const c of CONCURRENCY) {
-    const r = await measure("get", (i) => driver.get(keys[i % keys.length] as string, size), c, size);
-    cells.push({ system, rep, ...r });
-  }
+  const setSize = Math.max(8, Math.min(64, Math.floor(CAPACITY / 4 / size)));
+  // redis: make room first, so its sampled LRU cannot evict the working set.
+  if (system === "redis") await threads.run([{ type: "flush" }]);
+  await threads.run(ClientThreads.split(setSize).map((n) => ({ type: "prepare-gets", system, count: Math.max(1, n) })));
+  for (const c of CONCURRENCY) cells.push({ system, rep, ...(await measureCell(threads, system, "get", c, size)) });
   return cells;
 }
 
 function median(xs: number[]): number {
   return quantileSorted([...xs].sort((a, b) => a - b), 0.5) ?? Number.NaN;
+}
+
+/** GB/s of a hash over a warm buffer of `bytes` (median of 5). */
+function hashRate(hash: (b: Buffer) => unknown, bytes: number): number {
+  const buf = Buffer.alloc(bytes, 1);
+  const n = Math.max(4, Math.round((256 * MiB) / bytes));
+  const rates: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) hash(buf);
+    rates.push((n * bytes) / ((performance.now() - t0) / 1000) / 1e9);
+  }
+  return Number(median(rates).toFixed(2));
 }
 
 async function main(): Promise<void> {
@@ -205,66 +269,23 @@ async function main(): Promise<void> {
   process.once("exit", stop);
   for (const size of SIZES) {
     // Fresh servers for each value size, so one size's leftovers do not shape the next one's run.
-    const [l2Port, redisPort] = [await freePort(), await freePort()];
+    const [l2Port, redisPort] = [await freePorts(SHARDS), await freePort()];
     procs = [await startSwitchyard(l2Port), await startRedis(redisPort)];
-    // Both clients read GET values into pooled buffers and give them back once checked (what an
-    // agent does after copying a chunk to the engine), so neither pays fresh-page faults per value.
-    const l2Pool = new BufferPool({ maxIdleBytes: 1024 * MiB });
-    const redisPool = new BufferPool({ maxIdleBytes: 1024 * MiB });
-    const l2 = new L2Client({
-      servers: [`127.0.0.1:${l2Port}`],
-      bufferPool: l2Pool,
-      dataConnections: CONNECTIONS,
-      // The benchmark queues up to 16 × 32 MiB per server: no timeouts, measure the queueing instead.
-      timeoutBaseMs: 120_000,
-      logger: quiet,
-    });
-    const redis = await RespClient.connect({ host: "127.0.0.1", port: redisPort }, CONNECTIONS, redisPool);
-    const drivers: Record<System, Driver> = {
-      "switchyard-l2": {
-        put: async (k, v) => {
-          const before = l2.clientStats().putFailures;
-          await l2.put(k, v);
-          return l2.clientStats().putFailures === before;
-        },
-        get: async (k, size) => {
-          const v = await l2.get(k);
-          if (v === undefined) return false;
-          l2.release(v);
-          return v.length === size;
-        },
-      },
-      redis: {
-        put: async (k, v) => (await redis.set(k, v)).kind === "simple",
-        beforeReads: async () => {
-          await redis.simple("FLUSHALL");
-        },
-        get: async (k, size) => {
-          const r = await redis.get(k, size);
-          if (r.kind !== "bulk") return false;
-          redisPool.release(r.value);
-          return r.value.length === size;
-        },
-      },
-    };
-    const value = Buffer.allocUnsafe(size);
-    for (let i = 0; i < size; i += 4096) value[i] = (i * 31) & 0xff;
+    const threads = await ClientThreads.start({ l2Port, redisPort, connections: CONNECTIONS, shards: SHARDS, valueBytes: size });
     // Steady state: fill each cache past its capacity first, so every measured PUT evicts.
     for (const system of ["switchyard-l2", "redis"] as System[]) {
-      const n = Math.ceil((CAPACITY * 1.25) / size);
-      for (let i = 0; i < n; i += 4) await Promise.all([0, 1, 2, 3].map(() => drivers[system].put(freshKey(`${system}-fill`), value)));
+      await threads.run(ClientThreads.split(Math.ceil((CAPACITY * 1.25) / size)).map((count) => ({ type: "fill", system, count })));
     }
     for (let rep = 0; rep < REPS; rep++) {
       // Alternate which system goes first, so drift on the noisy box does not favour one.
       const order: System[] = rep % 2 === 0 ? ["switchyard-l2", "redis"] : ["redis", "switchyard-l2"];
       for (const system of order) {
-        const got = await runSystem(system, drivers[system], size, rep, value);
+        const got = await runSystem(threads, system, size, rep);
         cells.push(...got);
         for (const c of got) process.stderr.write(`${system.padEnd(14)} ${c.op} ${size / MiB}MiB c=${String(c.concurrency).padEnd(2)} rep=${rep}  ${c.opsPerSec.toFixed(1)} ops/s  ${c.gbPerSec.toFixed(3)} GB/s  p50 ${c.p50Ms.toFixed(1)} ms  p99 ${c.p99Ms.toFixed(1)} ms${c.errors ? `  errors ${c.errors}` : ""}\n`);
       }
     }
-    await l2.close();
-    redis.close();
+    await threads.close();
     stop();
     await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once("exit", r)) : undefined)));
   }
@@ -286,30 +307,33 @@ async function main(): Promise<void> {
         row.speedup = (row["switchyard-l2"] as { opsPerSec: number }).opsPerSec / (row.redis as { opsPerSec: number }).opsPerSec;
         summary.push(row);
       }
-  const crcProbe = Buffer.alloc(32 * MiB, 1);
-  const crcStart = performance.now();
-  for (let i = 0; i < 10; i++) checksum(crcProbe);
-  const crcGBps = (10 * crcProbe.length) / ((performance.now() - crcStart) / 1000) / 1e9;
   const machine = {
     ...hostInfo(),
     redis: redisVersion,
-    /** node:zlib crc32 over a warm 32 MiB buffer, measured after the runs: what integrity costs per byte here. */
-    crc32GBps: Number(crcGBps.toFixed(2)),
+    /** Hash rates over warm buffers, measured after the runs: what integrity costs per byte here (GB/s). */
+    checksumGBps: {
+      xxh64_2MiB: hashRate((b) => checksum(b), 2 * MiB),
+      xxh64_32MiB: hashRate((b) => checksum(b), 32 * MiB),
+      zlibCrc32_2MiB: hashRate((b) => crc32(b), 2 * MiB),
+      zlibCrc32_32MiB: hashRate((b) => crc32(b), 32 * MiB),
+    },
   };
   const settings = {
     reps: REPS,
     secondsPerCell: SECONDS,
     concurrency: CONCURRENCY,
     valueMiB: SIZES.map((s) => s / MiB),
+    shards: SHARDS,
+    clientThreads: THREADS,
     dataConnections: CONNECTIONS,
     capacityBytes: CAPACITY,
-    switchyard: `cache-server --policy lru --capacity ${CAPACITY}; L2Client dataConnections=${CONNECTIONS}, CRC-32 computed by the client on every PUT value, stored by the server with the value unverified (its default) and verified by the client on every GET value; GET values read into a BufferPool and released`,
-    redis: `--save "" --appendonly no --maxmemory ${CAPACITY} --maxmemory-policy allkeys-lru; RESP client on the same TcpTransport, ${CONNECTIONS} pipelined connections, GET values read into a BufferPool and released`,
+    switchyard: `cache-server --policy lru --capacity ${CAPACITY} --shards ${SHARDS}; per client thread an L2Client with ${CONNECTIONS / SHARDS} data connection(s) per shard (${CONNECTIONS} in all), XXH64 of key and value computed by the client on every PUT, stored by the server unverified (its default) and verified by the client on every GET; GET values read into a BufferPool and released`,
+    redis: `--save "" --appendonly no --maxmemory ${CAPACITY} --maxmemory-policy allkeys-lru (single-threaded: io-threads off); per client thread a RESP client on the same TcpTransport with ${CONNECTIONS} pipelined connections; GET values read into a BufferPool and released`,
   };
   const previous = args.previous ? previousOf(args.previous) : undefined;
   mkdirSync(args.out as string, { recursive: true });
   writeFileSync(path.join(args.out as string, "results.json"), `${JSON.stringify({ generatedAt: new Date().toISOString(), machine, settings, summary, previous, runs: cells }, null, 2)}\n`);
-  writeFileSync(path.join(args.out as string, "results.md"), renderMarkdown(machine, settings, summary, cells, undefined, previous));
+  writeMarkdown(path.join(args.out as string, "results.md"), renderMarkdown(machine, settings, summary, cells, undefined, previous));
   process.stderr.write(`wrote ${path.join(args.out as string, "results.{json,md}")}\n`);
 }
 
@@ -319,6 +343,24 @@ interface Previous {
   loadAverageAtEnd: number[];
   /** L2 / redis ops/s by "op valueMiB concurrency". */
   speedup: Record<string, number>;
+}
+
+const NOTES_MARK = "<!-- notes: hand-written analysis of this run; kept when the tables above are regenerated -->";
+
+/** Writes results.md, keeping the hand-written notes (from NOTES_MARK on) of the file it replaces. */
+function writeMarkdown(file: string, generated: string): void {
+  let old = "";
+  try {
+    old = readFileSync(file, "utf8");
+  } catch {}
+  const at = old.indexOf(NOTES_MARK);
+  writeFileSync(file, at >= 0 ? `${generated}\n${old.slice(at)}` : generated);
+}
+
+function hashLine(machine: Record<string, unknown>): string {
+  const h = machine.checksumGBps as Record<string, number> | undefined;
+  if (h === undefined) return `node:zlib crc32: ${String(machine.crc32GBps)} GB/s`;
+  return `Checksum rates (GB/s, 2 MiB / 32 MiB): XXH64 (@node-rs/xxhash, protocol v2) ${h.xxh64_2MiB} / ${h.xxh64_32MiB}; node:zlib crc32 (protocol v1) ${h.zlibCrc32_2MiB} / ${h.zlibCrc32_32MiB}`;
 }
 
 const cellKey = (r: Record<string, unknown>) => `${String(r.op)} ${String(r.valueMiB)} ${String(r.concurrency)}`;
@@ -352,9 +394,9 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
     "",
     `Generated by \`npx tsx bench/kvcache/l2/run.ts\` on ${generatedAt.slice(0, 10)}.`,
     "",
-    `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}; Node ${machine.node}; ${machine.redis}. node:zlib crc32: ${machine.crc32GBps} GB/s. Load average at the end (other work shares this box): ${(machine.loadAverageAtEnd as number[]).join(", ")}.`,
+    `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}; Node ${machine.node}; ${machine.redis}. ${hashLine(machine)}. Load average at the end (other work shares this box): ${(machine.loadAverageAtEnd as number[]).join(", ")}.`,
     "",
-    `Settings: ${settings.reps} repetitions of ${settings.secondsPerCell} s per cell (medians shown), closed loop with \`concurrency\` requests in flight over ${settings.dataConnections} pipelined connections per system. Fresh servers for each value size, filled to 125% of their memory cap before measuring, so every measured PUT (fresh keys) evicts; GETs read a resident working set (≤ 64 values, ¼ of the cap).`,
+    `Settings: ${settings.reps} repetitions of ${settings.secondsPerCell} s per cell (medians shown), closed loop with \`concurrency\` requests in flight, split over ${settings.clientThreads ?? 1} client thread(s), each with ${settings.dataConnections} pipelined data connections per system; L2 server: ${settings.shards ?? 1} shard(s) (threads); redis: one thread. Fresh servers for each value size, filled to 125% of their memory cap before measuring, so every measured PUT (fresh keys) evicts; GETs read a resident working set (≤ 64 values, ¼ of the cap).`,
     `- switchyard-l2: ${settings.switchyard}`,
     `- redis: ${settings.redis}`,
     "",
@@ -377,17 +419,20 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
   }
   const met = summary.filter((r) => (r.speedup as number) >= 2).length;
   const ahead = summary.filter((r) => (r.speedup as number) > 1).length;
-  const crc = machine.crc32GBps as number;
+  const hashes = machine.checksumGBps as Record<string, number> | undefined;
+  const xxh = hashes?.xxh64_2MiB;
   lines.push(
     "",
     `Target (L2 ≥ 2× redis throughput) met in ${met} of ${summary.length} cells; L2 ahead in ${ahead} of ${summary.length}.`,
     "",
     "## Where the time goes",
     "",
-    `- Both systems are bounded by the kernel's loopback copies (one copy into the sender's socket buffer and one out of the receiver's, per byte) on ${machine.cores} cores that also run both processes (and, on a shared box, other work). The fastest and slowest of a cell's repetitions differ by ${lo.toFixed(1)}× to ${hi.toFixed(1)}× (results.json keeps every run): read the medians, and compare within a row only.`,
-    `- Integrity is the price L2 pays and redis does not. The client CRC-32s every PUT value and verifies every GET value; the server stores the client's CRC with the value and serves it back without recomputing it (docs/kv-cache.md "Integrity": a value damaged on the way in or at rest is caught at GET). node:zlib's crc32 runs at ${crc} GB/s here, ${((2 * 1.048576) / crc).toFixed(2)} ms per 2 MiB value, once per PUT and once per GET, all of it in the client process, which is also the one driving redis.`,
-    "- L2's edge grows with the value. The server sends a stored value straight from the buffer it was received into (redis copies each GET reply into its output buffer). The client's CRC of a GET reply runs chunk by chunk while the rest is still arriving. Evicted values' memory is reused for the next PUT of the same size (no page faults).",
-    "- Both clients read values into pooled buffers and use the same transport, so client-side page faults and socket handling do not favour either system.",
+    `- Both systems are bounded by the kernel's loopback copies (one copy into the sender's socket buffer and one out of the receiver's, per byte) on ${machine.cores} cores that also run both servers and the client threads (and, on a shared box, other work). The fastest and slowest of a cell's repetitions differ by ${lo.toFixed(1)}× to ${hi.toFixed(1)}× (results.json keeps every run): read the medians, and compare within a row only.`,
+    xxh !== undefined
+      ? `- Integrity is the price L2 pays and redis does not. The client hashes every PUT (XXH64 of key and value) and verifies every GET; the server stores the client's checksum and serves it back without recomputing it (docs/kv-cache.md "Integrity"). XXH64 runs at ${xxh} GB/s here (${((2 * 1.048576) / xxh).toFixed(2)} ms per 2 MiB value; node:zlib's crc32, protocol v1's checksum, at ${hashes?.zlibCrc32_2MiB} GB/s), once per PUT and once per GET, in the client thread that also moves the bytes.`
+      : `- Integrity: the client CRC-32s every PUT value and verifies every GET value (protocol v1); node:zlib's crc32 ran at ${String(machine.crc32GBps)} GB/s here.`,
+    "- The L2 server sends a stored value straight from the buffer it was received into (redis copies each GET reply into its output buffer). The client's checksum of a GET reply runs chunk by chunk while the rest is still arriving. Evicted values' memory is reused for the next PUT of the same size (no page faults).",
+    "- Both clients read values into pooled buffers and use the same transport and thread layout, so client-side page faults and socket handling do not favour either system.",
     "",
   );
   return `${lines.join("\n")}\n`;
@@ -395,5 +440,5 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
 
 if (args.render) {
   const saved = JSON.parse(readFileSync(path.join(args.out as string, "results.json"), "utf8")) as { machine: Record<string, unknown>; settings: Record<string, unknown>; summary: Record<string, unknown>[]; runs: Cell[]; generatedAt: string };
-  writeFileSync(path.join(args.out as string, "results.md"), renderMarkdown(saved.machine, saved.settings, saved.summary, saved.runs, saved.generatedAt, (saved as { previous?: Previous }).previous));
+  writeMarkdown(path.join(args.out as string, "results.md"), renderMarkdown(saved.machine, saved.settings, saved.summary, saved.runs, saved.generatedAt, (saved as { previous?: Previous }).previous));
 } else await main();

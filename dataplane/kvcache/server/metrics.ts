@@ -74,6 +74,33 @@ export class CacheServerMetrics {
   }
 }
 
+/** The supervisor's own metrics in a sharded server (sharded-server.ts), beside the shards' sums. */
+export class ShardSupervisorMetrics {
+  readonly registry = new Registry();
+  readonly restarts: Counter;
+
+  constructor(shards: () => { configured: number; up: number }) {
+    const registers = [this.registry];
+    this.restarts = new Counter({ name: "switchyard_kvcache_server_shard_restarts_total", help: "Shards that died and were started again (empty)", registers });
+    new Gauge({
+      name: "switchyard_kvcache_server_shards",
+      help: "Shards configured",
+      registers,
+      collect() {
+        this.set(shards().configured);
+      },
+    });
+    new Gauge({
+      name: "switchyard_kvcache_server_shards_up",
+      help: "Shards serving",
+      registers,
+      collect() {
+        this.set(shards().up);
+      },
+    });
+  }
+}
+
 /** Serves `/metrics` and `/healthz`; resolves with the bound port. */
 export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {

@@ -14,13 +14,13 @@
  * docs/kv-cache.md "Shards".
  */
 import { Worker } from "node:worker_threads";
-import { AggregatorRegistry, Counter, Gauge, Registry } from "prom-client";
+import { AggregatorRegistry, Registry } from "prom-client";
 import { parseConfig } from "../../lib/config-error";
 import { createLogger, type Logger } from "../../lib/log";
 import type { Endpoint } from "../transport/transport";
 import { CacheServer, type CacheServerOptions } from "./cache-server";
 import { type CacheServerConfig, cacheServerConfigSchema } from "./config";
-import { startMetricsServer } from "./metrics";
+import { ShardSupervisorMetrics, startMetricsServer } from "./metrics";
 import type { FromShard, ShardWorkerData, ToShard } from "./shard-worker";
 
 export interface ShardedCacheServerOptions extends Omit<CacheServerOptions, "transport" | "evictionPolicy"> {
@@ -78,8 +78,7 @@ export class ShardedCacheServer {
   private readonly log: Logger;
   private readonly workerUrl: URL;
   private readonly restartDelayMs: number;
-  private readonly registry = new Registry();
-  private readonly restarts: Counter;
+  private readonly metrics: ShardSupervisorMetrics;
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
   private closing: Promise<void> | undefined;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
@@ -92,11 +91,7 @@ export class ShardedCacheServer {
     this.workerUrl = workerUrl;
     this.restartDelayMs = restartDelayMs;
     this.slots = Array.from({ length: config.shards }, (_, index) => ({ index, port: config.port === 0 ? 0 : config.port + index, worker: undefined, ready: false }));
-    const registers = [this.registry];
-    this.restarts = new Counter({ name: "switchyard_kvcache_server_shard_restarts_total", help: "Shards that died and were started again (empty)", registers });
-    const slots = this.slots;
-    new Gauge({ name: "switchyard_kvcache_server_shards", help: "Shards configured", registers, collect() { this.set(slots.length); } });
-    new Gauge({ name: "switchyard_kvcache_server_shards_up", help: "Shards serving", registers, collect() { this.set(slots.filter((s) => s.ready).length); } });
+    this.metrics = new ShardSupervisorMetrics(() => ({ configured: this.slots.length, up: this.slots.filter((s) => s.ready).length }));
   }
 
   /** Validates the options (ConfigError naming the field), starts every shard, then the metrics port. */
@@ -185,7 +180,7 @@ export class ShardedCacheServer {
       slot.worker = undefined;
       slot.ready = false;
       if (this.closing !== undefined) return;
-      this.restarts.inc();
+      this.metrics.restarts.inc();
       log.error("shard_died", { code, port: slot.port, restart_in_ms: this.restartDelayMs });
       this.scheduleRestart(slot);
     });
@@ -252,12 +247,12 @@ export class ShardedCacheServer {
       ),
     );
     const aggregated = AggregatorRegistry.aggregate(parts.filter((p): p is ShardMetrics => p !== undefined));
-    return Registry.merge([aggregated as Registry, this.registry]);
+    return Registry.merge([aggregated as Registry, this.metrics.registry]);
   }
 
   /** A registry-shaped object for startMetricsServer whose `metrics()` aggregates on each scrape. */
   private metricsRegistryProxy(): Registry {
-    const proxy = Object.create(this.registry) as Registry;
+    const proxy = Object.create(this.metrics.registry) as Registry;
     Object.defineProperty(proxy, "metrics", { value: async () => (await this.aggregatedMetrics()).metrics() });
     return proxy;
   }
