@@ -7,8 +7,8 @@
  * Every recipe is a {@link Recipe}: `bench/recipes/<name>.ts` runs it from the command line
  * (`npx tsx bench/recipes/routing.ts --scale tiny`), `switchyard bench recipe <name>` too.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -65,6 +65,13 @@ export interface SystemModel {
   engine?: Partial<SimEngineConfigInput>;
   /** Admin model settings (PUT /admin/models/<model>), e.g. default_strategy, prefix_sharing. */
   modelConfig?: Record<string, unknown>;
+  /**
+   * The agent's KV tiers for this system. An agent's tiers serve all its engines, so the system
+   * gets nodes of its own (`<model>-<i>`, as many as `nodes`): an L1 of `l1Bytes` each and, with
+   * `l2Bytes`, one cache server of that capacity (`switchyard cache-server` on loopback, LRU, its
+   * default) that the system's nodes share.
+   */
+  kvTiers?: { l1Bytes: number; l2Bytes?: number };
 }
 
 export interface BenchStackSpec {
@@ -81,6 +88,10 @@ export interface BenchStackSpec {
 export interface BenchStack {
   stack: DevStack;
   stateDir: string;
+  /** Node ids serving each system's model. */
+  nodesOf(model: string): string[];
+  /** Cache servers started for systems with an L2, by model: `host:port`. */
+  cacheServers: Map<string, string>;
   /** Times wrangler dev has reloaded the worker so far (a source file changed: state is reset). */
   edgeReloads(): number;
   stop(): Promise<void>;
@@ -92,22 +103,53 @@ export async function startBenchStack(spec: BenchStackSpec): Promise<BenchStack>
   const first = spec.systems[0];
   if (!first) throw new Error("a bench stack needs at least one system");
   const t0 = Date.now();
-  const stack = await startDevStack({
-    // Benchmarks must not see the edge restart because someone edited worker/ meanwhile.
-    frozenWorker: true,
-    inspector: false,
-    stateDir,
-    model: first.model,
-    heartbeatIntervalMs: spec.heartbeatIntervalMs ?? 1000,
-    agents: Array.from({ length: spec.nodes }, (_, i) => ({
-      nodeId: `sim-${i}`,
-      region: "local",
-      engines: spec.systems.map((s) => ({ kind: "sim" as const, model: s.model, timeScale: spec.timeScale, seed: i, ...(spec.engine ?? {}), ...(s.engine ?? {}) })),
-    })),
-    onStatus: (line) => spec.log(`stack: ${line}`),
-  });
+  const engine = (s: SystemModel, i: number) => ({ kind: "sim" as const, model: s.model, timeScale: spec.timeScale, seed: i, ...(spec.engine ?? {}), ...(s.engine ?? {}) });
+  const shared = spec.systems.filter((s) => !s.kvTiers);
+  const tiered = spec.systems.filter((s) => s.kvTiers);
+  const nodeIds = new Map<string, string[]>();
+  const ids = (prefix: string) => Array.from({ length: spec.nodes }, (_, i) => `${prefix}-${i}`);
+  for (const s of shared) nodeIds.set(s.model, ids("sim"));
+  for (const s of tiered) nodeIds.set(s.model, ids(s.model));
+  const cacheServers = new Map<string, string>();
+  const servers: ChildProcess[] = [];
+  const stopServers = async () => {
+    await Promise.all(servers.map((c) => stopChild(c)));
+  };
+  mkdirSync(join(stateDir, "logs"), { recursive: true });
+  let stack: DevStack;
+  try {
+    for (const s of tiered) {
+      if (!s.kvTiers?.l2Bytes) continue;
+      const server = await startCacheServer(s.kvTiers.l2Bytes, join(stateDir, "logs", `cache-server-${s.model}.log`));
+      servers.push(server.process);
+      cacheServers.set(s.model, server.endpoint);
+      spec.log(`stack: cache server for ${s.model} on ${server.endpoint} (${(s.kvTiers.l2Bytes / 2 ** 20).toFixed(1)} MiB)`);
+    }
+    stack = await startDevStack({
+      // Benchmarks must not see the edge restart because someone edited worker/ meanwhile.
+      frozenWorker: true,
+      inspector: false,
+      stateDir,
+      model: first.model,
+      heartbeatIntervalMs: spec.heartbeatIntervalMs ?? 1000,
+      agents: [
+        ...(shared.length > 0 ? ids("sim").map((nodeId, i) => ({ nodeId, region: "local", engines: shared.map((s) => engine(s, i)) })) : []),
+        ...tiered.flatMap((s) =>
+          ids(s.model).map((nodeId, i) => {
+            const l2 = cacheServers.get(s.model);
+            return { nodeId, region: "local", engines: [engine(s, i)], kvCache: { l1: { bytes: s.kvTiers?.l1Bytes ?? 0, policy: "s3fifo" as const }, ...(l2 ? { l2: { servers: [l2] } } : {}) } };
+          }),
+        ),
+      ],
+      onStatus: (line) => spec.log(`stack: ${line}`),
+    });
+  } catch (err) {
+    await stopServers();
+    throw err;
+  }
   const stop = async () => {
     await stack.stop();
+    await stopServers();
     // SWITCHYARD_BENCH_KEEP_STATE=1 keeps the stack's logs and configs for a look afterwards.
     if (process.env.SWITCHYARD_BENCH_KEEP_STATE === "1") spec.log(`stack state kept in ${stateDir}`);
     else rmSync(stateDir, { recursive: true, force: true });
@@ -117,13 +159,12 @@ export async function startBenchStack(spec: BenchStackSpec): Promise<BenchStack>
       const r = await stack.admin("PUT", `/models/${encodeURIComponent(s.model)}`, { prefix_sharing: "shared", ...(s.modelConfig ?? {}) });
       if (r.status !== 200 && r.status !== 201) throw new Error(`PUT /admin/models/${s.model} → ${r.status}: ${JSON.stringify(r.body)}`);
     }
-    const ids = Array.from({ length: spec.nodes }, (_, i) => `sim-${i}`);
-    await stack.waitForNodes((nodes) => spec.systems.every((s) => ids.every((id) => nodes.find((n) => n.id === id)?.live.some((l) => l.model === s.model && l.status === "healthy"))), 60_000);
+    await stack.waitForNodes((nodes) => spec.systems.every((s) => (nodeIds.get(s.model) ?? []).every((id) => nodes.find((n) => n.id === id)?.live.some((l) => l.model === s.model && l.status === "healthy"))), 60_000);
   } catch (err) {
     await stop();
     throw err;
   }
-  spec.log(`stack: ${spec.nodes} sim node(s) × ${spec.systems.length} model(s) ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  spec.log(`stack: ${stack.agents.size} sim node(s), ${spec.systems.length} model(s) ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const edgeLog = join(stateDir, "logs", "edge.log");
   const edgeReloads = () => {
     try {
@@ -132,7 +173,63 @@ export async function startBenchStack(spec: BenchStackSpec): Promise<BenchStack>
       return 0;
     }
   };
-  return { stack, stateDir, edgeReloads, stop };
+  return { stack, stateDir, nodesOf: (model) => nodeIds.get(model) ?? [], cacheServers, edgeReloads, stop };
+}
+
+/** `switchyard cache-server` on a free loopback port; resolves once it logs that it listens. */
+async function startCacheServer(capacityBytes: number, logPath: string): Promise<{ process: ChildProcess; endpoint: string }> {
+  const child = spawn(process.execPath, [join(ROOT, "bin", "switchyard.mjs"), "cache-server", "--host", "127.0.0.1", "--port", "0", "--capacity", String(capacityBytes), "--metrics-port", "off"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const log = createWriteStream(logPath, { flags: "a" });
+  child.stderr?.pipe(log);
+  let out = "";
+  try {
+    const endpoint = await new Promise<string>((resolveEndpoint, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the cache server did not start in 30 s; see ${logPath}`)), 30_000);
+      child.once("exit", (code) => reject(new Error(`the cache server exited (${code}); see ${logPath}`)));
+      child.stdout?.on("data", (chunk: Buffer) => {
+        log.write(chunk);
+        out += chunk.toString("utf8");
+        for (const line of out.split("\n")) {
+          if (!line.includes('"event":"listening"')) continue;
+          clearTimeout(timer);
+          resolveEndpoint((JSON.parse(line) as { endpoint: string }).endpoint);
+        }
+      });
+    });
+    return { process: child, endpoint };
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 8_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Prompt tokens the engines' own caches lacked, by where they then came from (`l1`, `l2`,
+ * `computed`), summed over `nodes`: the agents' `switchyard_kv_tier_lookup_tokens_total{model}`.
+ * Take it before and after a run; the difference is the run's.
+ */
+export async function tierTokens(bench: BenchStack, model: string): Promise<{ l1: number; l2: number; computed: number }> {
+  const total = { l1: 0, l2: 0, computed: 0 };
+  for (const id of bench.nodesOf(model)) {
+    const agent = bench.stack.agents.get(id);
+    if (!agent) continue;
+    const text = await (await fetch(`${agent.url}/metrics`)).text();
+    for (const m of text.matchAll(/^switchyard_kv_tier_lookup_tokens_total\{([^}]*)\} (\S+)$/gm)) {
+      const labels = Object.fromEntries([...(m[1] as string).matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      const source = labels.source as keyof typeof total;
+      if (labels.model === model && source in total) total[source] += Number(m[2]);
+    }
+  }
+  return total;
 }
 
 /** Creates a tenant (if new) and issues it a key. */
@@ -254,32 +351,38 @@ export class RecipeSession {
     apiKey?: string;
     tenantKeys?: Record<string, string>;
     tags?: Record<string, string>;
+    /** The run's name in the report (default `<system> @ <qps>`). */
+    label?: string;
+    /**
+     * Sent first with the same salt, into raw/<name>.prime.jsonl, and not measured: fills the
+     * caches the way a long-running service's are (the offloading study's warm-up phase).
+     */
+    prime?: Awaited<ReturnType<RecipeSession["workload"]>>;
+    /** Called right before the measured part (after priming): e.g. to read counters the run is the difference of. */
+    beforeMeasure?: () => Promise<void>;
   }): Promise<RunSummary | undefined> {
     if (this.aborted) return undefined;
     const output = join(this.rawDir, `${args.name}.jsonl`);
     const t = Date.now();
     const reloadsBefore = args.stack.edgeReloads();
+    // A fresh salt per run: runs never hit prefixes cached by an earlier run. Short (≈5 tokens):
+    // with the chat template's ≈5 it stays under one 16-token block, so it adds no shared block.
+    const salt = `[${(Date.now() % 36 ** 5).toString(36)}]`;
+    if (args.prime) {
+      const primed = await runToFiles(args.prime, { ...this.clientOptions(args, salt), output: join(this.rawDir, `${args.name}.prime.jsonl`), system: `${args.system} (prime)` });
+      this.log(`${args.name}: primed with ${primed.meta.ok}/${primed.meta.requests_total} requests (${primed.meta.errors} errors) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      if (primed.meta.interrupted) {
+        this.interrupted = true;
+        return undefined;
+      }
+    }
+    await args.beforeMeasure?.();
     const { meta } = await runToFiles(args.workload, {
+      ...this.clientOptions(args, salt),
       output,
       system: args.system,
       ...(args.workloadLabel ? { workloadLabel: args.workloadLabel } : {}),
       ...(args.qps !== undefined ? { qps: args.qps } : {}),
-      baseUrl: args.stack.stack.edgeUrl,
-      model: args.model,
-      apiKey: args.apiKey ?? args.stack.stack.apiKey,
-      ...(args.tenantKeys ? { tenantKeys: args.tenantKeys } : {}),
-      ...(args.routingStrategy ? { routingStrategy: args.routingStrategy } : {}),
-      timeScale: args.timeScale,
-      modelTimeScale: args.timeScale,
-      ignoreEos: true,
-      // A fresh salt per run: runs never hit prefixes cached by an earlier run. Short (≈5 tokens):
-      // with the chat template's ≈5 it stays under one 16-token block, so it adds no shared block.
-      salt: `[${(Date.now() % 36 ** 5).toString(36)}]`,
-      recordText: false,
-      stream: true,
-      maxConcurrency: 512,
-      timeoutMs: 120_000,
-      ...(this.opts.signal ? { signal: this.opts.signal } : {}),
       ...(args.tags ? { tags: args.tags } : {}),
     });
     if (meta.interrupted) this.interrupted = true;
@@ -290,7 +393,7 @@ export class RecipeSession {
       this.warnings.push(w);
       this.log(`WARNING ${w}`);
     }
-    const summary = summarizeRun(await loadRun(output));
+    const summary = summarizeRun(await loadRun(output), args.label ? { label: args.label } : {});
     this.runs.push(summary);
     this.log(
       `${args.name}: ${meta.ok}/${meta.requests_total} ok, ${meta.errors} errors in ${((Date.now() - t) / 1000).toFixed(1)} s; TTFT mean ${fmt(summary.ttft_ms.mean)} p99 ${fmt(summary.ttft_ms.p99)} ms; cache hit ${summary.cache_hit_rate !== null ? `${Math.round(summary.cache_hit_rate * 100)}%` : "–"}`,
@@ -298,8 +401,28 @@ export class RecipeSession {
     return summary;
   }
 
+  /** What a run and its priming send with: where to, as whom, and how. */
+  private clientOptions(args: Parameters<RecipeSession["run"]>[0], salt: string) {
+    return {
+      baseUrl: args.stack.stack.edgeUrl,
+      model: args.model,
+      apiKey: args.apiKey ?? args.stack.stack.apiKey,
+      ...(args.tenantKeys ? { tenantKeys: args.tenantKeys } : {}),
+      ...(args.routingStrategy ? { routingStrategy: args.routingStrategy } : {}),
+      timeScale: args.timeScale,
+      modelTimeScale: args.timeScale,
+      ignoreEos: true,
+      salt,
+      recordText: false,
+      stream: true,
+      maxConcurrency: 512,
+      timeoutMs: 120_000,
+      ...(this.opts.signal ? { signal: this.opts.signal } : {}),
+    };
+  }
+
   /** Report, comparison, machine and recipe descriptions. */
-  async finish(parameters: Record<string, unknown>, compare: { baseline?: string; metric?: "ttft" | "e2e" } = {}): Promise<RecipeResult> {
+  async finish(parameters: Record<string, unknown>, compare: { baseline?: string; metric?: "ttft" | "e2e"; exclude?: { systems: string[]; note: string } } = {}): Promise<RecipeResult> {
     const runs = uniqueLabels(this.runs);
     const files: string[] = [];
     if (runs.length > 0) {
@@ -308,7 +431,10 @@ export class RecipeSession {
       const comparePath = join(this.outDir, "compare.md");
       const baseline = compare.baseline && runs.some((r) => r.system === compare.baseline) ? compare.baseline : undefined;
       const warn = this.warnings.length > 0 ? `**Warnings**:\n${this.warnings.map((w) => `- ${w}`).join("\n")}\n\n` : "";
-      writeFileSync(comparePath, `# ${this.recipe.title}: ${(compare.metric ?? "ttft").toUpperCase()} by QPS and system (${this.opts.scale})\n\n${warn}${renderCompare(runs, { ...(baseline ? { baseline } : {}), metric: compare.metric ?? "ttft" })}`);
+      // Runs of another kind than the table's rows (a reference at another rate) are left out, with a note where they are.
+      const compared = runs.filter((r) => !compare.exclude?.systems.includes(r.system));
+      const note = compare.exclude && compared.length < runs.length ? `\n${compare.exclude.note}\n` : "";
+      writeFileSync(comparePath, `# ${this.recipe.title}: ${(compare.metric ?? "ttft").toUpperCase()} by QPS and system (${this.opts.scale})\n\n${warn}${renderCompare(compared, { ...(baseline ? { baseline } : {}), metric: compare.metric ?? "ttft" })}${note}`);
       files.push(comparePath);
     }
     const machinePath = join(this.outDir, "machine.json");

@@ -54,7 +54,8 @@ export const multiTurnRecipe: Recipe = {
     const sessionRate = p.qps / meanTurns;
     const expectedSessions = Math.ceil((sessionRate * p.durationMs) / 1000);
     const sessions = generateMultiTurn({ sessions: Math.max(4, Math.ceil(expectedSessions * 1.3)), turns, promptLength, outputLength, thinkTimeMs: parseDistribution(p.thinkTimeMs), seed }).map((r, i) => toEntry(r, "multi-turn", i + 1));
-    const systems = KV_SYSTEMS.map((k) => ({ system: k, model: kvModelName(k), engine: k.engine(p.kvCapacityTokens) }));
+    // The GPU configurations only: the tier systems are measured by kv-offload so far.
+    const systems = KV_SYSTEMS.filter((k) => !k.tiers).map((k) => ({ system: k, model: kvModelName(k), engine: k.engine(p.kvCapacityTokens) }));
     const bench = await startBenchStack({ nodes: p.nodes, timeScale: p.timeScale, engine: { kvCapacityTokens: p.kvCapacityTokens }, systems: systems.map((x) => ({ model: x.model, engine: x.engine })), log: s.log });
     let footprint = 0;
     try {

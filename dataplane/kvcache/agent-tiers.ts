@@ -123,6 +123,8 @@ export interface EngineKvTiers {
   l1GetPrefix(keys: readonly KvKey[]): Uint8Array[];
   /** The longest prefix of `keys` held by L1 then L2. Never rejects. */
   lookup(keys: readonly KvKey[], signal?: AbortSignal): Promise<TierLookup>;
+  /** Copies L2's longest prefix of `keys` into L1; resolves to its length (0 without L2). Never rejects. */
+  prefetchFromL2(keys: readonly KvKey[], signal?: AbortSignal): Promise<number>;
   /** Stores chunks into L1 (copied; the last first), from where ingestion may write them to L2. */
   store(keys: readonly KvKey[], values: readonly Uint8Array[]): number;
   /** Accounts one lookup: `queried` tokens asked, `l1`/`l2` tokens supplied. */
@@ -313,6 +315,7 @@ export class AgentKvTiers {
         return values;
       },
       lookup: (keys, signal) => this.lookup(keys, signal),
+      prefetchFromL2: (keys, signal) => this.prefetchFromL2(keys, signal),
       store: (keys, values) => {
         const n = this.store(keys, values);
         counters.storedChunks += n;
@@ -340,9 +343,39 @@ export class AgentKvTiers {
     const values: Uint8Array[] = this.l1.getPrefix(keys);
     this.observe("get", t0);
     const fromL1 = values.length;
+    if (fromL1 === keys.length) return { values, fromL1, fromL2: 0, done: noop };
+    const fetched = await this.fromL2(keys.slice(fromL1), signal);
+    values.push(...fetched);
+    const l2Client = this.l2;
+    let released = false;
+    return {
+      values,
+      fromL1,
+      fromL2: fetched.length,
+      done: () => {
+        if (released || !l2Client) return;
+        released = true;
+        for (const v of fetched) l2Client.release(v);
+      },
+    };
+  }
+
+  /**
+   * Copies L2's longest prefix of `keys` into L1 and returns its length. For an engine that reads L1
+   * synchronously (the emulator) and so must bring remote chunks up before it asks. Not an access
+   * of L1: the engine's own read of L1 is.
+   */
+  async prefetchFromL2(keys: readonly KvKey[], signal?: AbortSignal): Promise<number> {
+    if (this.closed || keys.length === 0) return 0;
+    const fetched = await this.fromL2(keys, signal);
+    for (const v of fetched) this.l2?.release(v);
+    return fetched.length;
+  }
+
+  /** L2's longest prefix of `keys`, copied into L1 as well; the values are L2 buffers the caller releases. */
+  private async fromL2(rest: readonly KvKey[], signal?: AbortSignal): Promise<Uint8Array[]> {
     const l2 = this.l2Timed;
-    if (!this.l2 || !l2 || fromL1 === keys.length || this.l2.members().length === 0 || signal?.aborted) return { values, fromL1, fromL2: 0, done: noop };
-    const rest = keys.slice(fromL1);
+    if (!this.l2 || !l2 || rest.length === 0 || this.l2.members().length === 0 || signal?.aborted) return [];
     // One listener on the caller's signal, whatever the number of GETs (each GET listens to `scope`).
     const scope = new AbortController();
     setMaxListeners(rest.length + 8, scope.signal);
@@ -351,7 +384,7 @@ export class AgentKvTiers {
     let got: (Uint8Array | undefined)[];
     try {
       const found = await l2.longestPrefix(rest, scope.signal);
-      if (found === 0) return { values, fromL1, fromL2: 0, done: noop };
+      if (found === 0) return [];
       // The GETs pipeline on the servers' data connections; a miss or timeout cuts the prefix there.
       got = await Promise.all(rest.slice(0, found).map((k) => l2.get(k, scope.signal)));
     } finally {
@@ -362,7 +395,7 @@ export class AgentKvTiers {
     const fetched = got.slice(0, n) as Uint8Array[];
     const l2Client = this.l2;
     for (const v of got.slice(n)) if (v) l2Client.release(v);
-    if (n > 0) {
+    if (n > 0 && !this.closed) {
       const keysIn = rest.slice(0, n);
       // Known to be in L2 before L1 sees them, so ingestion does not write them back (chunks they evict still go).
       for (const k of keysIn) this.knownInL2.add(k);
@@ -371,18 +404,7 @@ export class AgentKvTiers {
       this.observe("put", t1);
       for (const k of keysIn) if (!this.l1.has(k)) this.knownInL2.delete(k); // refused by L1: the set tracks L1's keys only
     }
-    values.push(...fetched);
-    let released = false;
-    return {
-      values,
-      fromL1,
-      fromL2: n,
-      done: () => {
-        if (released) return;
-        released = true;
-        for (const v of fetched) l2Client.release(v);
-      },
-    };
+    return fetched;
   }
 
   store(keys: readonly KvKey[], values: readonly Uint8Array[]): number {

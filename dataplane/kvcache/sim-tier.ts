@@ -15,9 +15,11 @@
  * engine a smaller `modelShape` where only the mechanics matter. The first bytes say which block
  * it is (magic, hash, tokens), so a load can be checked.
  *
- * L2 is not consulted for loads: the emulator asks synchronously, inside a scheduling step, and a
- * remote lookup is a round trip. Blocks still reach L2, where llama.cpp engines and other tools
- * can find them.
+ * L2: the emulator asks synchronously, inside a scheduling step, and a remote lookup is a round
+ * trip, so L2 is asked before the request is queued (`prefetch`): the blocks past the GPU's and
+ * L1's prefix that L2 holds are copied into L1, where the scheduler then finds them. The request
+ * waits for that on the wall clock, so the round trips count in its TTFT. Blocks reach L2 through
+ * the agent's ingestion, where other agents, llama.cpp engines and tools find them too.
  */
 import { createHash } from "node:crypto";
 import type { KvLowerTier, KvTierBlock } from "../engines/sim/kv-cache";
@@ -28,6 +30,8 @@ const SIM_BLOCK_MAGIC = 0x42535953; // 'SYSB'
 const SIM_KEY_DOMAIN = "switchyard-sim-kv/v1";
 /** Memoized keys kept at most; the map is simply cleared when full (recomputing one costs ~1 µs). */
 const MAX_MEMO = 200_000;
+/** Keys prefetched from L2 and not loaded yet, kept at most (a cancelled request never loads its own). */
+const MAX_FROM_L2 = 100_000;
 
 export interface SimKvLowerTierOptions {
   /** The model identity the keys are namespaced by. */
@@ -43,7 +47,9 @@ export class SimKvLowerTier implements KvLowerTier {
   private readonly valueBytes: number;
   /** Requests (their hash arrays) whose lookup was already counted as a query. */
   private readonly counted = new WeakSet<object>();
-  readonly stats = { offered: 0, stored: 0, lookups: 0, loadedBlocks: 0 };
+  /** Blocks L2 supplied to L1 for a waiting request: their load counts as L2's, not L1's. */
+  private readonly fromL2 = new Set<KvKey>();
+  readonly stats = { offered: 0, stored: 0, lookups: 0, loadedBlocks: 0, prefetchedBlocks: 0 };
 
   constructor(
     private readonly tiers: EngineKvTiers,
@@ -98,7 +104,23 @@ export class SimKvLowerTier implements KvLowerTier {
     for (let i = 0; i < count; i++) keys.push(this.key(hashes[from + i] as number));
     const got = this.tiers.l1GetPrefix(keys).length;
     this.stats.loadedBlocks += got;
-    this.tiers.record(0, got * this.opts.blockSize, 0);
+    let remote = 0;
+    for (let i = 0; i < got; i++) if (this.fromL2.delete(keys[i] as KvKey)) remote++;
+    this.tiers.record(0, (got - remote) * this.opts.blockSize, remote * this.opts.blockSize);
     return { h2dBlocks: count, readyMs: atMs };
+  }
+
+  /** Copies what L2 holds past L1's prefix of `hashes[from, to)` into L1 (the blocks the GPU lacks). */
+  async prefetch(hashes: ArrayLike<number>, from: number, to: number, signal?: AbortSignal): Promise<void> {
+    let start = from;
+    while (start < to && this.tiers.inL1(this.key(hashes[start] as number))) start++;
+    if (start >= to) return;
+    const keys: KvKey[] = [];
+    for (let i = start; i < to; i++) keys.push(this.key(hashes[i] as number));
+    const n = await this.tiers.prefetchFromL2(keys, signal);
+    if (n === 0) return;
+    this.stats.prefetchedBlocks += n;
+    if (this.fromL2.size + n > MAX_FROM_L2) this.fromL2.clear();
+    for (let i = 0; i < n; i++) this.fromL2.add(keys[i] as KvKey);
   }
 }

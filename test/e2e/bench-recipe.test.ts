@@ -47,11 +47,11 @@ function expectRecipeOutput(out: string, result: RecipeResult, recipe: string, r
 }
 
 /** Records of one run; every one answered through the edge, which named the node, region, strategy and request. */
-async function edgeRecords(out: string, run: string, strategy: string): Promise<ResultRecord[]> {
+async function edgeRecords(out: string, run: string, strategy: string, node = /^sim-\d$/): Promise<ResultRecord[]> {
   const { records } = await loadRun(join(out, "raw", `${run}.jsonl`));
   for (const r of records) {
     expect(r.status).toBe("ok");
-    expect(r.node).toMatch(/^sim-\d$/);
+    expect(r.node).toMatch(node);
     expect(r.region).toBe("local");
     expect(r.routing_strategy).toBe(strategy);
     expect(r.request_id).toBeTruthy();
@@ -96,40 +96,72 @@ describe("bench recipe routing --scale tiny", () => {
 });
 
 describe("bench recipe kv-offload --scale tiny", () => {
-  it("serves Workload-1 (1× KV) and Workload-2 (8× KV) to each KV system; the prefix cache hits far more when the prefixes fit", async () => {
+  it("serves Workload-1 (1× KV) and Workload-2 (8× KV) to each KV system; at 8× the DRAM tier and the remote cache server supply what the GPU evicted", async () => {
     const out = join(dir.path, "kv-offload");
     const t0 = Date.now();
     const result = await kvOffloadRecipe.run({ scale: "tiny", outDir: out, quiet: true });
-    expect(Date.now() - t0).toBeLessThan(60_000);
-    const runs = ["workload-1-no-prefix-cache", "workload-1-gpu-prefix-cache", "workload-2-no-prefix-cache", "workload-2-gpu-prefix-cache"];
-    expectRecipeOutput(out, result, "kv-offload", runs, ["workload-1", "workload-2"]);
-    expect(result.runs.map((r) => [r.workload, r.system])).toEqual([
-      ["Workload-1 (1× KV)", "no-prefix-cache"],
-      ["Workload-1 (1× KV)", "gpu-prefix-cache"],
-      ["Workload-2 (8× KV)", "no-prefix-cache"],
-      ["Workload-2 (8× KV)", "gpu-prefix-cache"],
-    ]);
-    for (const run of runs) {
-      const records = await edgeRecords(out, run, "prefix-cache");
-      const cached = records.map((r) => r.cached_tokens ?? 0);
-      // Without a prefix cache the engine reports nothing cached; with one, some prompt hits it.
-      if (run.endsWith("no-prefix-cache")) expect(cached.every((c) => c === 0), run).toBe(true);
-      else expect(cached.some((c) => c > 0), run).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(90_000);
+    const systems = ["no-prefix-cache", "gpu-prefix-cache", "gpu-dram", "gpu-dram-remote"];
+    const runs = [1, 2].flatMap((w) => systems.map((sys) => `workload-${w}-${sys}`));
+    expectRecipeOutput(out, result, "kv-offload", runs, ["workload-1", "workload-2", "workload-1-prime", "workload-2-prime"]);
+    const workloads = ["Workload-1 (1× KV)", "Workload-2 (8× KV)"];
+    expect(result.runs.map((r) => [r.workload, r.system])).toEqual(workloads.flatMap((w) => systems.map((sys) => [w, sys])));
+    // Labels name the workload, so the two workloads' runs of a system are told apart in the report.
+    expect(result.runs.map((r) => r.label)).toEqual(workloads.flatMap((w) => systems.map((sys) => `${sys} · ${w}`)));
+    for (const w of [1, 2]) {
+      for (const system of systems) {
+        const run = `workload-${w}-${system}`;
+        // Tier systems run on nodes of their own (an agent's tiers serve all its engines).
+        const records = await edgeRecords(out, run, "prefix-cache", system.startsWith("gpu-dram") ? new RegExp(`^bench-kv-${system}-0$`) : /^sim-0$/);
+        const cached = records.map((r) => r.cached_tokens ?? 0);
+        // Without a prefix cache the engine reports nothing cached; with one, some prompt hits it.
+        if (system === "no-prefix-cache") expect(cached.every((c) => c === 0), run).toBe(true);
+        else expect(cached.some((c) => c > 0), run).toBe(true);
+      }
     }
-    // The workloads' unique prefixes fill 1× and 8× the GPU KV capacity, as recipe.json records.
-    const described = JSON.parse(readFileSync(join(out, "recipe.json"), "utf8")) as { parameters: { workloads: Array<{ footprint_factor: number; footprint_tokens: number; cluster_kv_tokens: number }> } };
-    expect(described.parameters.workloads.map((w) => w.footprint_factor)).toEqual([1, 8]);
-    for (const w of described.parameters.workloads) expect(w.footprint_tokens / w.cluster_kv_tokens).toBeCloseTo(w.footprint_factor, 0);
-    const w1 = runOf(result, "gpu-prefix-cache", "Workload-1 (1× KV)").cache_hit_rate as number;
-    const w2 = runOf(result, "gpu-prefix-cache", "Workload-2 (8× KV)").cache_hit_rate as number;
-    expect(w1).toBeGreaterThan(0.2);
-    expect(w1).toBeGreaterThan(2 * w2);
-    expect(runOf(result, "no-prefix-cache", "Workload-1 (1× KV)").cache_hit_rate).toBe(0);
+    // Every caching system was primed with each prefix once, with the run's salt, before it was measured.
+    expect(existsSync(join(out, "raw", "workload-2-gpu-dram-remote.prime.jsonl"))).toBe(true);
+    expect(existsSync(join(out, "raw", "workload-2-no-prefix-cache.prime.jsonl"))).toBe(false);
+    // The workloads' unique prefixes fill 1× and 8× the GPU KV capacity, as recipe.json records;
+    // the tiers are 3.13× (L1) and 20× (L2) of it, as in the offloading study.
+    const described = JSON.parse(readFileSync(join(out, "recipe.json"), "utf8")) as {
+      parameters: {
+        kvCapacityTokens: number;
+        kv_bytes_per_token: number;
+        workloads: Array<{ footprint_factor: number; footprint_tokens: number; cluster_kv_tokens: number }>;
+        systems: Array<{ name: string; tiers: { l1Bytes: number; l2Bytes?: number } | null }>;
+        tier_tokens: Array<{ workload: string; system: string; l1_tokens: number; l2_tokens: number; computed_tokens: number }>;
+      };
+    };
+    const p = described.parameters;
+    expect(p.workloads.map((w) => w.footprint_factor)).toEqual([1, 8]);
+    for (const w of p.workloads) expect(w.footprint_tokens / w.cluster_kv_tokens).toBeCloseTo(w.footprint_factor, 0);
+    const gpuKvBytes = p.kvCapacityTokens * p.kv_bytes_per_token;
+    const tiersOf = (name: string) => p.systems.find((x) => x.name === name)?.tiers;
+    expect(tiersOf("gpu-prefix-cache")).toBeNull();
+    expect((tiersOf("gpu-dram")?.l1Bytes as number) / gpuKvBytes).toBeCloseTo(3.13, 1);
+    expect(tiersOf("gpu-dram")?.l2Bytes).toBeUndefined();
+    expect((tiersOf("gpu-dram-remote")?.l2Bytes as number) / gpuKvBytes).toBeCloseTo(20, 0);
+
+    const hit = (system: string, w: number) => runOf(result, system, workloads[w - 1]).cache_hit_rate as number;
+    expect(hit("gpu-prefix-cache", 1)).toBeGreaterThan(0.2);
+    expect(hit("gpu-prefix-cache", 1)).toBeGreaterThan(2 * hit("gpu-prefix-cache", 2));
+    expect(hit("no-prefix-cache", 1)).toBe(0);
+    // At 8× the GPU keeps few prefixes; the DRAM tier holds more of them, and the remote tier all.
+    expect(hit("gpu-dram", 2)).toBeGreaterThan(hit("gpu-prefix-cache", 2) + 0.1);
+    expect(hit("gpu-dram-remote", 2)).toBeGreaterThan(hit("gpu-dram", 2));
+    // Where the tokens the GPU lacked came from, per the agents' own counters (tiers.md).
+    const tokens = (system: string) => p.tier_tokens.find((t) => t.system === system && t.workload === workloads[1]);
+    expect(tokens("gpu-dram")).toMatchObject({ l1_tokens: expect.any(Number), l2_tokens: 0 });
+    expect(tokens("gpu-dram")?.l1_tokens).toBeGreaterThan(0);
+    expect(tokens("gpu-dram-remote")?.l2_tokens).toBeGreaterThan(0);
+    const tierTable = readFileSync(join(out, "tiers.md"), "utf8");
+    expect(tierTable).toMatch(/^\| Workload-2 \(8× KV\) \| gpu-dram-remote \| \d+ \| [1-9]\d* \| \d+ \| [\d.]+% \| [\d.]+% \|$/m);
     // compare.md: a row per workload, a column pair per system, ratios to the no-cache baseline.
     const compare = readFileSync(join(out, "compare.md"), "utf8");
-    expect(compare).toContain("| Workload | QPS | no-prefix-cache mean TTFT (s) | no-prefix-cache P99 TTFT (s) | gpu-prefix-cache mean TTFT (s) | gpu-prefix-cache P99 TTFT (s) |");
-    expect(compare).toMatch(/^\| Workload-1 \(1× KV\) \| 8 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$/m);
-    expect(compare).toMatch(/^\| Workload-2 \(8× KV\) \| 8 \| [\d.]+× \| [\d.]+× \|$/m);
+    expect(compare).toContain(`| Workload | QPS | ${systems.map((sys) => `${sys} mean TTFT (s) | ${sys} P99 TTFT (s)`).join(" | ")} |`);
+    expect(compare).toMatch(/^\| Workload-1 \(1× KV\) \| 8 \|( [\d.]+ \|){8}$/m);
+    expect(compare).toMatch(/^\| Workload-2 \(8× KV\) \| 8 \|( [\d.]+× \|){6}$/m);
   });
 });
 
@@ -206,6 +238,13 @@ describe("bench recipe fairness --scale tiny", () => {
     for (const system of ["vtc", "fcfs"]) for (const t of tenants) expect(table).toMatch(new RegExp(`^\\| 1\\.5× \\| ${system} \\| ${t} \\| \\d+ \\| 0 \\|`, "m"));
     expect(table).toMatch(/^\| 1\.5× \| alone \| light-1 \| \d+ \| 0 \|/m);
     expect(table).toMatch(/^\| 1\.5× \| vtc \| light-1 \|.*\| [\d.]+× \|$/m);
+    // compare.md: one row per overload with VTC and FCFS side by side; `alone` (another rate) is
+    // not a row of its own there but points to tenants.md.
+    const compare = readFileSync(join(out, "compare.md"), "utf8");
+    expect(compare).toContain("| Workload | QPS | vtc mean TTFT (s) | vtc P99 TTFT (s) | fcfs mean TTFT (s) | fcfs P99 TTFT (s) |");
+    expect(compare.match(/^\| overload 1\.5× \|/gm)).toHaveLength(1);
+    expect(compare).not.toContain("alone mean");
+    expect(compare).toContain("`alone` (light-1 by itself at its own rate");
   });
 });
 

@@ -21,7 +21,7 @@ import { StopMatcher } from "../llamacpp/text-stream";
 import { RealClock } from "./clock";
 import { coreOptions, maxConcurrency, simEngineConfigSchema, type SimEngineConfig, type SimEngineConfigInput } from "./config";
 import { EngineCore, SimRequestError, type KvEventListener } from "./engine-core";
-import type { KvLowerTier } from "./kv-cache";
+import { blockHashes, type KvLowerTier, namespaceSeed } from "./kv-cache";
 import { promptTokens } from "./prompt";
 import type { FinishReason, SimRequest } from "./scheduler";
 
@@ -95,9 +95,11 @@ export class SimEngine implements EngineAdapter {
   private started = false;
   private stopped = false;
   private readonly log: Logger | undefined;
+  private readonly lowerTier: KvLowerTier | undefined;
 
   constructor(config: SimEngineConfigInput, opts: SimEngineOptions = {}) {
     this.log = opts.log;
+    this.lowerTier = opts.lowerTier;
     this.config = simEngineConfigSchema.parse(config);
     this.model = this.config.model;
     this.maxConcurrency = maxConcurrency(this.config);
@@ -137,7 +139,8 @@ export class SimEngine implements EngineAdapter {
       if (!this.started || this.stopped) throw new ApiError(503, "The sim engine is not running.", { code: "engine_unavailable" });
       const tokens = promptTokens(req.endpoint, req.body);
       const params = this.resolveParams(req, tokens.length);
-      const events = this.generate(req, tokens, params);
+      const hashes = await this.prefetch(req, tokens);
+      const events = this.generate(req, tokens, params, hashes);
       return await renderGeneration({ endpoint: req.endpoint, model: this.model, requestId: req.requestId, params, events, ...(this.log ? { log: this.log } : {}) });
     } catch (err) {
       if (err instanceof ApiError) return err.toResponse();
@@ -168,8 +171,25 @@ export class SimEngine implements EngineAdapter {
     return params;
   }
 
+  /**
+   * Lets a lower tier with a remote part bring the blocks the GPU lacks up to where the scheduler
+   * looks (sim-tier.ts), before the request is queued. Returns the prompt's block hashes, so the
+   * core does not compute them again.
+   */
+  private async prefetch(req: EngineRequest, tokens: number[]): Promise<Float64Array | undefined> {
+    const tier = this.lowerTier;
+    if (!tier?.prefetch || !this.config.enablePrefixCaching) return undefined;
+    const bs = this.config.blockSize;
+    const hashes = blockHashes(tokens, bs, undefined, 0, namespaceSeed(req.cacheNamespace));
+    // As the scheduler does: the last prompt token is always computed (it gives the first token's logits).
+    const usable = Math.min(hashes.length, Math.floor((tokens.length - 1) / bs));
+    const onGpu = this.core.cachedPrefixTokens(tokens, hashes) / bs;
+    if (onGpu < usable) await tier.prefetch(hashes, onGpu, usable, req.signal);
+    return hashes;
+  }
+
   /** Submits to the core and turns its callbacks into GenerationEvents; the request ends however the stream does. */
-  private generate(req: EngineRequest, tokens: number[], params: GenerationParams): AsyncIterable<GenerationEvent> {
+  private generate(req: EngineRequest, tokens: number[], params: GenerationParams, hashes?: Float64Array): AsyncIterable<GenerationEvent> {
     const core = this.core;
     let simReq: SimRequest | undefined;
     const abort = () => {
@@ -191,6 +211,7 @@ export class SimEngine implements EngineAdapter {
     simReq = core.submit({
       id: req.requestId,
       promptTokens: tokens,
+      ...(hashes ? { blockHashes: hashes } : {}),
       ...(req.cacheNamespace ? { cacheNamespace: req.cacheNamespace } : {}),
       maxTokens: params.maxTokens,
       minTokens: params.minTokens,

@@ -82,6 +82,13 @@ export interface KvLowerTier {
    * Without `fetch`, all `count` blocks are host→GPU copies (a DRAM tier).
    */
   fetch?(hashes: ArrayLike<number>, from: number, count: number, atMs: number): { h2dBlocks: number; readyMs: number };
+  /**
+   * Optional, for a tier with a part the engine cannot ask synchronously (a remote store): before a
+   * request is queued, bring what that part holds of `hashes[from, to)` where `lookup` can see it.
+   * The request is queued once this settles, so the wait is part of its time to first token. Never
+   * rejects; a miss just leaves the blocks to be computed.
+   */
+  prefetch?(hashes: ArrayLike<number>, from: number, to: number, signal?: AbortSignal): Promise<void>;
 }
 
 const TWO_32 = 4294967296;
