@@ -65,11 +65,7 @@ const l2 = new L2Client({
 const redis = await RespClient.connect({ host: "127.0.0.1", port: cfg.redisPort }, cfg.connections, redisPool);
 const drivers: Record<System, Driver> = {
   "switchyard-l2": {
-    put: async (k, v) => {
-      const before = l2.clientStats().putFailures;
-      await l2.put(k, v);
-      return l2.clientStats().putFailures === before;
-    },
+    put: (k, v) => l2.tryPut(k, v),
     get: async (k, size) => {
       const v = await l2.get(k);
       if (v === undefined) return false;

@@ -392,12 +392,17 @@ export class L2Client implements KvTier {
    * value over maxValueBytes (RangeError).
    */
   async put(key: KvKey, value: Uint8Array): Promise<void> {
+    await this.tryPut(key, value);
+  }
+
+  /** put(), resolving with whether at least one replica stored the value (or already held it). */
+  async tryPut(key: KvKey, value: Uint8Array): Promise<boolean> {
     const kb = keyToBytes(key);
     if (value.byteLength > this.config.maxValueBytes) throw new RangeError(`value of ${value.byteLength} bytes exceeds maxValueBytes ${this.config.maxValueBytes}`);
     this.counters.puts++;
     if (this.closed) {
       this.counters.putFailures++;
-      return;
+      return false;
     }
     const sum = await checksumAsync(kb, value);
     const timeout = this.timeoutFor(value.byteLength);
@@ -419,8 +424,10 @@ export class L2Client implements KvTier {
         return status === Status.OK;
       }),
     );
-    if (results.some(Boolean)) this.counters.bytesIn += value.byteLength;
+    const stored = results.some(Boolean);
+    if (stored) this.counters.bytesIn += value.byteLength;
     else this.counters.putFailures++;
+    return stored;
   }
 
   /**

@@ -10,11 +10,11 @@
  * - one reliable-connected queue pair per (client, server) pair and NIC, set up over the TCP
  *   control channel (which also carries PREFIX, STATS, and the PUT/GET metadata below);
  * - PUT: the client asks the server for a slot over TCP (PUT_START: key, length → addr, rkey,
- *   lease), RDMA-WRITEs the value into it, then PUT_END with the CRC-32 (the object becomes
+ *   lease), RDMA-WRITEs the value into it, then PUT_END with the XXH64 of key and value (the object becomes
  *   visible only then: Mooncake's put start/end);
  * - GET: the client asks for the key's location over TCP (LOOKUP: key → addr, rkey, length,
  *   checksum, lease; batched for a whole prefix), RDMA-READs it into a local slab, verifies the
- *   CRC-32, then releases the lease (the server does not evict or reuse a leased slot);
+ *   checksum, then releases the lease (the server does not evict or reuse a leased slot);
  * - completions are polled from a completion queue; a failed work request moves the queue pair to
  *   the error state and the client treats every outstanding request on it as a miss.
  */

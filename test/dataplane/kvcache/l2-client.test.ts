@@ -43,7 +43,7 @@ describe("L2Client", () => {
     const c = client([addr(s as CacheServer)]);
     expect(c.name).toBe("l2");
     const v = bytes(2 * 1024 * 1024);
-    await c.put(key(1), v);
+    expect(await c.tryPut(key(1), v)).toBe(true);
     const got = await c.get(key(1));
     expect(same(got, v)).toBe(true);
     expect(got === v).toBe(false);
@@ -99,6 +99,7 @@ describe("L2Client", () => {
     await (s as CacheServer).close({ graceMs: 0 });
     expect(await c.get(key(1))).toBeUndefined();
     await c.put(key(2), bytes(10)); // no throw
+    expect(await c.tryPut(key(2), bytes(10))).toBe(false);
     expect(await c.longestPrefix([key(1)])).toBe(0);
     expect(c.clientStats().servers[0]?.up).toBe(false);
     // Back on the same port (empty, as after a restart).
