@@ -20,6 +20,12 @@ export const HeaderNames = {
    * `m:<model>` for models that share prefixes). Engines never reuse KV across namespaces. Signed.
    */
   cacheNamespace: "x-switchyard-cache-namespace",
+  /**
+   * Edge → agent: the request's scheduling priority (`high`, `normal` or `low`, protocol/priority.ts),
+   * the edge's fairness decision. Engines that schedule by priority rank its work by it. Signed;
+   * clients cannot set it.
+   */
+  priority: "x-switchyard-priority",
   /** Response: prompt blocks the chosen node was believed to hold / blocks in the prompt. */
   prefixBlocks: "x-switchyard-prefix-blocks",
   /** Request: client-chosen session affinity key (AIBrix's name is accepted too). */

@@ -26,6 +26,8 @@ export interface SignInput {
   tenant?: string;
   /** Cache namespace of the prompt; signed and sent as x-switchyard-cache-namespace. */
   cacheNamespace?: string;
+  /** Scheduling priority (protocol/priority.ts); signed and sent as x-switchyard-priority. */
+  priority?: string;
   timestampMs?: number;
   nonce?: string;
 }
@@ -39,7 +41,10 @@ async function hmacHex(secret: string, message: string): Promise<string> {
 
 /**
  * The signed string. The tenant and cache-namespace headers are part of it because agents scope
- * caches by them: a request re-addressed to another tenant in transit must not verify.
+ * caches by them: a request re-addressed to another tenant in transit must not verify. The
+ * priority header is too (engines schedule by it), appended only when the request carries one, so
+ * heartbeats and requests without it sign exactly as before; a priority added or removed in
+ * transit changes the string either way (header values hold no newline).
  */
 export async function canonicalString(
   method: string,
@@ -50,18 +55,22 @@ export async function canonicalString(
   nodeId: string,
   tenant = "",
   cacheNamespace = "",
+  priority?: string,
 ): Promise<string> {
-  return [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, tenant, cacheNamespace, await sha256Hex(body)].join("\n");
+  const fields = [SIGNATURE_SCHEME, method.toUpperCase(), path, String(timestampMs), nonce, nodeId, tenant, cacheNamespace, await sha256Hex(body)];
+  if (priority !== undefined) fields.push(priority);
+  return fields.join("\n");
 }
 
 export async function signRequest(input: SignInput): Promise<SignatureHeaders> {
   const timestampMs = input.timestampMs ?? Date.now();
   const nonce = input.nonce ?? toBase64Url(randomBytes(16));
-  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId, input.tenant ?? "", input.cacheNamespace ?? "");
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, input.nodeId, input.tenant ?? "", input.cacheNamespace ?? "", input.priority);
   const mac = await hmacHex(input.secret, canonical);
   return {
     ...(input.tenant !== undefined ? { [HeaderNames.tenant]: input.tenant } : {}),
     ...(input.cacheNamespace !== undefined ? { [HeaderNames.cacheNamespace]: input.cacheNamespace } : {}),
+    ...(input.priority !== undefined ? { [HeaderNames.priority]: input.priority } : {}),
     [HeaderNames.sigNode]: input.nodeId,
     [HeaderNames.sigTimestamp]: String(timestampMs),
     [HeaderNames.sigNonce]: nonce,
@@ -116,7 +125,7 @@ export async function verifyRequest(input: VerifyInput): Promise<VerifyResult> {
   const secret = await input.secretFor(nodeId, keyVersion);
   if (secret === null) return { ok: false, reason: "unknown_node" };
   if (secret === undefined) return { ok: false, reason: "unknown_key_version" };
-  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId, h.get(HeaderNames.tenant) ?? "", h.get(HeaderNames.cacheNamespace) ?? "");
+  const canonical = await canonicalString(input.method, input.path, timestampMs, nonce, input.body, nodeId, h.get(HeaderNames.tenant) ?? "", h.get(HeaderNames.cacheNamespace) ?? "", h.get(HeaderNames.priority) ?? undefined);
   const expected = fromHex(await hmacHex(secret, canonical));
   if (!expected || !timingSafeEqual(expected, given)) return { ok: false, reason: "bad_signature" };
   if (input.rememberNonce && !input.rememberNonce(nodeId, nonce, timestampMs)) return { ok: false, reason: "replayed_nonce" };

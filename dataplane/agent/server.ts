@@ -8,6 +8,7 @@ import { Hono } from "hono";
 import { HeaderNames } from "../../protocol/headers";
 import { ApiError } from "../../protocol/openai-error";
 import { type Endpoint, type GenerationRequest, validateGenerationRequest } from "../../protocol/openai-request";
+import { enginePriority, REQUEST_PRIORITIES, type RequestPriority } from "../../protocol/priority";
 import type { EngineAdapter } from "../engines/engine";
 import type { Logger } from "../lib/log";
 import type { Admission, Release } from "./admission";
@@ -32,6 +33,15 @@ export interface AgentAppDeps {
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The engine priority for the edge's signed mark (the signature covers the header, so it is the
+ * edge's, never a client's). No mark (direct calls) and a mark this agent does not know (a newer
+ * edge) leave the engine's default: an unknown mark never puts a request ahead of others.
+ */
+function priorityOf(header: string | null): number | undefined {
+  return header !== null && (REQUEST_PRIORITIES as readonly string[]).includes(header) ? enginePriority(header as RequestPriority) : undefined;
+}
 
 function parseBody(bytes: Uint8Array): unknown {
   try {
@@ -147,12 +157,13 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     req: Request,
   ): Promise<Response> {
     const cacheNamespace = req.headers.get(HeaderNames.cacheNamespace);
+    const priority = priorityOf(req.headers.get(HeaderNames.priority));
     const log = deps.log.child({ requestId, model: body.model });
     const signal = req.signal;
     const release: Release = await slot.admission.acquire(signal);
     let response: Response;
     try {
-      response = await slot.engine.handle({ requestId, endpoint, body, rawBody: raw, ...(tenantId ? { tenantId } : {}), ...(cacheNamespace ? { cacheNamespace } : {}), signal });
+      response = await slot.engine.handle({ requestId, endpoint, body, rawBody: raw, ...(tenantId ? { tenantId } : {}), ...(cacheNamespace ? { cacheNamespace } : {}), ...(priority !== undefined ? { priority } : {}), signal });
     } catch (err) {
       release();
       throw err;

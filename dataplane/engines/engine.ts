@@ -18,6 +18,12 @@ export interface EngineRequest {
    * no tenant can see, or time, another tenant's cached prompts. Absent on direct calls.
    */
   cacheNamespace?: string;
+  /**
+   * vLLM's request priority, smaller first: `enginePriority` of the edge's signed mark
+   * (protocol/priority.ts). Absent on direct calls. Engines that cannot schedule by priority ignore
+   * it; the body never carries a client's own.
+   */
+  priority?: number;
   /** Aborts when the client goes away; adapters must stop work and free the slot. */
   signal: AbortSignal;
 }

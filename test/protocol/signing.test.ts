@@ -107,6 +107,22 @@ describe("signRequest / verifyRequest", () => {
     expect(await check(withoutTenant)).toEqual({ ok: false, reason: "bad_signature" });
   });
 
+  it("binds the priority header: one changed, added or removed in transit does not verify", async () => {
+    const check = (r: Received) => verify(r);
+    const marked = await signed({ tenant: "acme", priority: "normal" });
+    expect(marked.headers[HeaderNames.priority]).toBe("normal");
+    expect((await check(marked)).ok).toBe(true);
+    expect(await check({ ...marked, headers: { ...marked.headers, [HeaderNames.priority]: "high" } })).toEqual({ ok: false, reason: "bad_signature" });
+    expect(await check({ ...marked, headers: { ...marked.headers, [HeaderNames.priority]: "" } })).toEqual({ ok: false, reason: "bad_signature" });
+    const { [HeaderNames.priority]: _dropped, ...unmarked } = marked.headers;
+    expect(await check({ ...marked, headers: unmarked })).toEqual({ ok: false, reason: "bad_signature" });
+    // Signed without a mark (heartbeats, older edges): verifies as before, and a mark added does not.
+    const plain = await signed({ tenant: "acme" });
+    expect(plain.headers).not.toHaveProperty(HeaderNames.priority);
+    expect((await check(plain)).ok).toBe(true);
+    expect(await check({ ...plain, headers: { ...plain.headers, [HeaderNames.priority]: "high" } })).toEqual({ ok: false, reason: "bad_signature" });
+  });
+
   it("says unknown_node when the receiver does not know the signing node at all", async () => {
     const body = enc.encode("{}");
     const headers = await signRequest({ nodeId: "gpu-9", keyVersion: 1, secret: SECRET, method: "POST", path: "/x", body, timestampMs: NOW });

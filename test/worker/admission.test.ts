@@ -4,17 +4,21 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Env as WorkerEnv } from "../../worker/env";
 import { PoolObject } from "../../worker/pool/pool-object";
+import { HeaderNames } from "../../protocol/headers";
+import { verifyRequest } from "../../protocol/signing";
 import { admin, call, configureModel, createTenantWithKey, engine, errorOf, heartbeat, poolSnapshot, registerNode, unique } from "./helpers";
 
 const enc = new TextEncoder();
 
 /** Agents that stream one chunk, then hold the response open until `finish()` is called. */
 function holdingAgents() {
-  const open: Array<{ id: string; tenant: string | null; finish: () => void }> = [];
+  const open: Array<{ id: string; tenant: string | null; headers: Headers; raw: Uint8Array; finish: () => void }> = [];
   let seq = 0;
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const id = `held-${seq++}`;
-    const tenant = new Request(input, init).headers.get("x-switchyard-tenant");
+    const req = new Request(input, init);
+    const tenant = req.headers.get("x-switchyard-tenant");
+    const raw = new Uint8Array(await req.arrayBuffer());
     let finish = () => {};
     const body = new ReadableStream<Uint8Array>({
       start(c) {
@@ -25,17 +29,17 @@ function holdingAgents() {
         };
       },
     });
-    open.push({ id, tenant, finish: () => finish() });
+    open.push({ id, tenant, headers: req.headers, raw, finish: () => finish() });
     return new Response(body, { headers: { "content-type": "text/event-stream" } });
   });
   return open;
 }
 
-function chat(key: string, model: string, signal?: AbortSignal): Promise<Response> {
+function chat(key: string, model: string, signal?: AbortSignal, extra: { body?: Record<string, unknown>; headers?: Record<string, string> } = {}): Promise<Response> {
   return call("/v1/chat/completions", {
     method: "POST",
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "hello" }] }),
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...extra.headers },
+    body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "hello" }], ...extra.body }),
     ...(signal ? { signal } : {}),
   });
 }
@@ -49,11 +53,17 @@ async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 3_0
 }
 
 async function oneSlotModel(over: Record<string, unknown> = {}) {
+  return (await limitedNode(1, over)).model;
+}
+
+/** A model on one node with `limit` slots (plus VTC's default headroom of one), and the node's secret. */
+async function limitedNode(limit: number, over: Record<string, unknown> = {}) {
   const model = unique("fair");
-  await configureModel(model, { node_limit: 1, max_queue_wait_ms: 5_000, ...over });
+  await configureModel(model, { node_limit: limit, max_queue_wait_ms: 5_000, ...over });
   const node = unique("node");
-  await heartbeat(node, await registerNode(node, [model]), [engine(model)]);
-  return model;
+  const secret = await registerNode(node, [model]);
+  await heartbeat(node, secret, [engine(model)]);
+  return { model, secret };
 }
 
 afterEach(() => vi.restoreAllMocks());
@@ -103,6 +113,43 @@ describe("fair admission", () => {
     // goes to the older request); FCFS would serve it fourth.
     expect(served.slice(0, 2)).toContain(light.tenantId);
     expect(served.filter((t) => t === heavy.tenantId)).toHaveLength(3);
+  });
+
+  it("signs each request's priority to the agent: high for a light tenant next to a backlog, never a client's own", async () => {
+    // Two slots: one request of a second tenant is within its half, so it may take the headroom.
+    const { model, secret } = await limitedNode(2);
+    const heavy = await createTenantWithKey();
+    const light = await createTenantWithKey();
+    const open = holdingAgents();
+    // Every request asks for top priority, in the body (vLLM's field) and in the edge's own header.
+    const greedy = { body: { priority: -100 }, headers: { [HeaderNames.priority]: "high" } };
+    const running = [await chat(heavy.key, model, undefined, greedy), await chat(heavy.key, model, undefined, greedy)];
+    const queued = [chat(heavy.key, model, undefined, greedy), chat(heavy.key, model, undefined, greedy)];
+    await until(async () => ((await poolSnapshot(model)).waiting[heavy.tenantId] ?? 0) === 2, "heavy to queue");
+    // Light has nothing waiting and no slot while heavy waits: it takes the headroom at once.
+    const lightRes = await chat(light.key, model, undefined, greedy);
+    expect(lightRes.status).toBe(200);
+    expect(open.map((o) => o.tenant)).toEqual([heavy.tenantId, heavy.tenantId, light.tenantId]);
+    for (const o of open) o.finish();
+    for (const r of [...running, lightRes]) await r.text();
+    await until(async () => open.length === 5, "heavy's queued requests to be admitted");
+    for (const o of open.slice(3)) o.finish();
+    for (const q of queued) await (await q).text();
+
+    const priorities = open.map((o) => o.headers.get(HeaderNames.priority));
+    // Nobody waited while heavy's first two arrived; light arrived next to heavy's backlog.
+    expect(priorities.slice(0, 3)).toEqual(["normal", "normal", "high"]);
+    // Heavy's queued requests compete by counter: never ahead of anyone.
+    expect(priorities.slice(3).filter((p) => p === "high")).toEqual([]);
+    for (const o of open) {
+      // The client's priority field never reaches the agent, and the mark is the edge's, signed.
+      expect(JSON.parse(new TextDecoder().decode(o.raw))).not.toHaveProperty("priority");
+      const verdict = await verifyRequest({ method: "POST", path: "/v1/chat/completions", body: o.raw, headers: o.headers, secretFor: () => secret });
+      expect(verdict.ok).toBe(true);
+      const forged = new Headers(o.headers);
+      forged.set(HeaderNames.priority, o.headers.get(HeaderNames.priority) === "high" ? "normal" : "high");
+      expect((await verifyRequest({ method: "POST", path: "/v1/chat/completions", body: o.raw, headers: forged, secretFor: () => secret })).ok).toBe(false);
+    }
   });
 
   it("answers 429 with Retry-After when the wait bound passes, charging nothing", async () => {

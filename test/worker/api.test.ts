@@ -362,6 +362,19 @@ describe("prefix-aware routing through the API", () => {
     expect((await verifyRequest({ method: "POST", path: "/v1/chat/completions", body: upstream.raw, headers: forged, secretFor: () => nodes[0]?.secret })).ok).toBe(false);
   });
 
+  it("drops a client's priority (vLLM's field) and sends the edge's own, signed", async () => {
+    const { model, nodes } = await modelWithNodes(1);
+    const seen = mockAgents(() => Response.json({ id: "ok", object: "chat.completion", choices: [] }));
+    const res = await chat(key, { model, priority: -10, messages: [{ role: "user", content: "hi" }] }, { "x-switchyard-priority": "high" });
+    expect(res.status).toBe(200);
+    const upstream = seen[0] as Seen;
+    expect(upstream.body).not.toHaveProperty("priority");
+    expect(upstream.body.messages).toEqual([{ role: "user", content: "hi" }]);
+    // Nobody else waits: the edge marks it normal, whatever the client asked for.
+    expect(upstream.headers.get("x-switchyard-priority")).toBe("normal");
+    expect((await verifyRequest({ method: "POST", path: "/v1/chat/completions", body: upstream.raw, headers: upstream.headers, secretFor: () => nodes[0]?.secret })).ok).toBe(true);
+  });
+
   it("keeps a session on one node with the session header", async () => {
     const { model } = await modelWithNodes(4, { default_strategy: "session-affinity" });
     mockAgents(() => Response.json({ id: "ok", object: "chat.completion", choices: [] }));

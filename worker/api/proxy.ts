@@ -40,14 +40,16 @@ export const ENDPOINT_PATHS: Record<Endpoint, string> = {
  *   drops the usage chunk again when the client did not ask for it);
  * - a client-set `cache_salt` is removed: the cache namespace is the edge's to decide (agents set
  *   the engine's salt from the signed namespace header), or a tenant could name another's salt;
+ * - so is a client-set `priority` (vLLM's scheduling field): priority is the edge's fairness
+ *   decision, signed to the agent in its own header, or any tenant could put itself ahead;
  * - a request without a completion cap gets one when its tenant's tokens are limited, so the
  *   reservation made for it bounds what it can use.
  */
 function upstreamBody(req: GenerationRequest, raw: Uint8Array, maxTokensCap: number | undefined): { body: Uint8Array; stripUsageChunk: boolean } {
   const wantsUsageAdded = req.stream === true && req.stream_options?.include_usage !== true;
-  const hasSalt = Object.hasOwn(req, "cache_salt");
-  if (!wantsUsageAdded && !hasSalt && maxTokensCap === undefined) return { body: raw, stripUsageChunk: false };
-  const { cache_salt: _dropped, ...rest } = req as GenerationRequest & { cache_salt?: unknown };
+  const edgeOnly = Object.hasOwn(req, "cache_salt") || Object.hasOwn(req, "priority");
+  if (!wantsUsageAdded && !edgeOnly && maxTokensCap === undefined) return { body: raw, stripUsageChunk: false };
+  const { cache_salt: _salt, priority: _priority, ...rest } = req as GenerationRequest & { cache_salt?: unknown; priority?: unknown };
   const rewritten = {
     ...rest,
     ...(wantsUsageAdded ? { stream_options: { ...(req.stream_options ?? {}), include_usage: true } } : {}),
@@ -198,7 +200,7 @@ async function dispatch(c: Context<AppEnv>, d: Dispatch): Promise<Response> {
     c.req.raw.signal.addEventListener("abort", onClientGone, { once: true });
     const headersTimer = setTimeout(() => abort.abort(new Error("timed out waiting for the node's response headers")), numberVar(env.UPSTREAM_HEADERS_TIMEOUT_MS, DEFAULT_UPSTREAM_HEADERS_TIMEOUT_MS));
     try {
-      const signature = await signForNode(env, db, decision.nodeId, { method: "POST", path, body, tenant: tenant.tenantId, cacheNamespace: namespace });
+      const signature = await signForNode(env, db, decision.nodeId, { method: "POST", path, body, tenant: tenant.tenantId, cacheNamespace: namespace, priority: decision.priority });
       upstream = await nodeFetch(env, decision.region)(decision.url.replace(/\/$/, "") + path, {
         method: "POST",
         headers: {

@@ -4,6 +4,7 @@
  * secrets are cached per isolate like the node records they come from.
  */
 import { eq } from "drizzle-orm";
+import type { RequestPriority } from "../../protocol/priority";
 import { signRequest } from "../../protocol/signing";
 import type { Db } from "../db/client";
 import { nodes } from "../db/schema";
@@ -63,12 +64,12 @@ export async function promotePendingSecret(env: Env, db: Db, nodeId: string): Pr
   forgetNodeSecret(nodeId);
 }
 
-/** Signature headers (and the signed tenant header) for a request to `nodeId`. */
+/** Signature headers (and the signed tenant, cache-namespace and priority headers) for a request to `nodeId`. */
 export async function signForNode(
   env: Env,
   db: Db,
   nodeId: string,
-  req: { method: string; path: string; body: Uint8Array; tenant: string; cacheNamespace: string },
+  req: { method: string; path: string; body: Uint8Array; tenant: string; cacheNamespace: string; priority?: RequestPriority },
 ): Promise<Record<string, string>> {
   const s = await nodeSecret(env, db, nodeId);
   if (!s) throw new Error(`no signing secret for node ${nodeId}`);

@@ -131,13 +131,21 @@ export class OpenAIEngine implements EngineAdapter {
     return this.scraped;
   }
 
-  /** The request as the engine should see it: forwarded byte for byte unless a field must change. */
+  /**
+   * The request as the engine should see it: forwarded byte for byte unless a field must change.
+   * `priority` is the agent's to set, from the edge's signed mark, and only for an engine that
+   * schedules by priority (vLLM refuses a non-zero priority under fcfs); one in the body is dropped
+   * otherwise (the edge strips clients' already).
+   */
   private requestBody(req: EngineRequest): Uint8Array {
     const served = this.config.servedModelName;
     const rename = served !== undefined && served !== req.body.model;
     const salt = this.config.cacheSalt && req.cacheNamespace ? cacheSalt(req.cacheNamespace) : undefined;
-    if (!rename && salt === undefined) return req.rawBody;
-    return new TextEncoder().encode(JSON.stringify({ ...req.body, ...(rename ? { model: served } : {}), ...(salt ? { cache_salt: salt } : {}) }));
+    const priority = this.config.schedulingPolicy === "priority" ? req.priority : undefined;
+    const stalePriority = Object.hasOwn(req.body, "priority");
+    if (!rename && salt === undefined && priority === undefined && !stalePriority) return req.rawBody;
+    const { priority: _dropped, ...body } = req.body as typeof req.body & { priority?: unknown };
+    return new TextEncoder().encode(JSON.stringify({ ...body, ...(rename ? { model: served } : {}), ...(salt ? { cache_salt: salt } : {}), ...(priority !== undefined ? { priority } : {}) }));
   }
 
   async handle(req: EngineRequest): Promise<Response> {

@@ -28,6 +28,13 @@ export const openAIEngineConfigSchema = z.strictObject({
    */
   cacheSalt: z.boolean().default(false),
   /**
+   * vLLM's `--scheduling-policy` on that server. With `priority` the agent sends vLLM's request
+   * `priority` from the edge's signed mark (protocol/priority.ts) and, in launch mode, starts vLLM
+   * with `--scheduling-policy priority`. With `fcfs` (vLLM's default) it sends none: vLLM refuses a
+   * priority other than 0 then.
+   */
+  schedulingPolicy: z.enum(["fcfs", "priority"]).default("fcfs"),
+  /**
    * Where the engine publishes KV-cache events (vLLM `--kv-events-config` with a zmq publisher,
    * e.g. tcp://127.0.0.1:5557): the agent reports evictions from them so the edge forgets prefixes
    * this node no longer holds.
@@ -51,6 +58,10 @@ export const openAIEngineConfigSchema = z.strictObject({
   if (url.pathname !== "/" || url.search !== "") ctx.addIssue({ code: "custom", path: ["url"], message: "with launch, must be http://host:port with no path (vLLM serves at the root)" });
   if (url.port === "") ctx.addIssue({ code: "custom", path: ["url"], message: "with launch, must name the port vLLM listens on (e.g. http://127.0.0.1:8000)" });
   if (url.protocol !== "http:") ctx.addIssue({ code: "custom", path: ["url"], message: "with launch, must be http (vLLM serves plain HTTP unless given TLS files)" });
+  // One place decides the policy: a flag in args would disagree with what the agent sends.
+  if (c.launch.args.some((a) => a === "--scheduling-policy" || a.startsWith("--scheduling-policy="))) {
+    ctx.addIssue({ code: "custom", path: ["launch", "args"], message: "must not set --scheduling-policy: use the engine's schedulingPolicy" });
+  }
   if (c.kvEvents) {
     const host = /^tcp:\/\/(\[[^\]]+\]|[^:]+):/.exec(c.kvEvents.endpoint)?.[1] ?? "";
     // The launched vLLM publishes on this machine; a subscription elsewhere would never see it.

@@ -75,6 +75,8 @@ export interface LaunchTarget {
   apiKey?: string;
   healthPath: string;
   kvEvents?: { endpoint: string; topic: string };
+  /** vLLM's `--scheduling-policy`; fcfs (vLLM's default) adds no flag. */
+  schedulingPolicy?: "fcfs" | "priority";
   launch: VllmLaunchConfig;
 }
 
@@ -127,6 +129,7 @@ export function vllmCommandLine(target: LaunchTarget, version: string | undefine
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const args = [...command.slice(1), "serve", l.model, "--host", host, "--port", url.port, "--served-model-name", target.servedModelName ?? target.model, "--enable-prefix-caching"];
   if (l.prefixCachingHashAlgo) args.push("--prefix-caching-hash-algo", l.prefixCachingHashAlgo);
+  if (target.schedulingPolicy === "priority") args.push("--scheduling-policy", "priority");
   if (target.kvEvents) {
     // Same topic as the agent's subscription: a SUB socket drops messages of any other topic.
     const config = { enable_kv_cache_events: true, publisher: "zmq", endpoint: kvEventsPublishEndpoint(target.kvEvents.endpoint), topic: target.kvEvents.topic };

@@ -3,6 +3,8 @@
  * through `renderGeneration` exactly as the llama.cpp engine does, so the agent cannot tell it from a
  * real in-process engine. Load, KV capacity and KV events come straight from the core. The request's
  * `cacheNamespace` salts its prefix-cache hashes (as vLLM's `cache_salt`): no cross-namespace hits.
+ * Its `priority` (the agent's, from the edge's signed mark) is vLLM's; the core's scheduler uses it
+ * under the priority policy and ignores it under fcfs.
  *
  * @example
  * ```ts
@@ -213,6 +215,7 @@ export class SimEngine implements EngineAdapter {
       promptTokens: tokens,
       ...(hashes ? { blockHashes: hashes } : {}),
       ...(req.cacheNamespace ? { cacheNamespace: req.cacheNamespace } : {}),
+      ...(req.priority !== undefined ? { priority: req.priority } : {}),
       maxTokens: params.maxTokens,
       minTokens: params.minTokens,
       ignoreEos: params.ignoreEos,

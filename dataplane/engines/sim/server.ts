@@ -5,7 +5,8 @@
  * as vLLM does (`kvEvents` option: msgpack batches on a PUB socket) and, for easy inspection, as
  * Server-Sent Events on `/kv-events` (one `data:` line per EventBatch). Point an `openai` engine of the agent at it and
  * the agent scrapes and proxies it as it would a real vLLM. A request's `cache_salt` (vLLM's field) is
- * its cache namespace: requests with different salts never share prefix blocks.
+ * its cache namespace: requests with different salts never share prefix blocks. Its `priority`
+ * (vLLM's field, smaller first) orders the scheduler's queue under the priority policy.
  *
  * @example
  * ```ts
@@ -61,6 +62,23 @@ function cacheSalt(body: object): string | undefined {
   return salt;
 }
 
+/**
+ * vLLM's request `priority`: an integer, default 0 (pydantic refuses null, fractions and other
+ * types with 400). Any other value than 0 needs the priority scheduling policy, as in vLLM, which
+ * refuses it otherwise ("Got priority 1 but Priority scheduling is not enabled.").
+ */
+function priorityOf(body: object, engine: SimEngine): number | undefined {
+  if (!Object.hasOwn(body, "priority")) return undefined;
+  const priority = (body as { priority?: unknown }).priority;
+  if (typeof priority !== "number" || !Number.isSafeInteger(priority)) {
+    throw new ApiError(400, "Parameter 'priority' must be an integer.", { param: "priority", code: "invalid_value" });
+  }
+  if (priority !== 0 && engine.core.scheduler.limits.policy !== "priority") {
+    throw new ApiError(400, `Got priority ${priority} but Priority scheduling is not enabled.`, { param: "priority", code: "invalid_value" });
+  }
+  return priority;
+}
+
 /** The Hono app serving `engine` (already started). */
 export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono {
   const app = new Hono();
@@ -83,12 +101,14 @@ export function createSimApp(engine: SimEngine, opts: SimAppOptions = {}): Hono 
     const body = validateGenerationRequest(endpoint, parseJson(text));
     if (body.model !== engine.model) throw new ApiError(404, `The model \`${body.model}\` does not exist.`, { param: "model", code: "model_not_found" });
     const salt = cacheSalt(body);
+    const priority = priorityOf(body, engine);
     return engine.handle({
       requestId: raw.headers.get("x-request-id") ?? randomUUID().replaceAll("-", ""),
       endpoint,
       body,
       rawBody: encoder.encode(text),
       ...(salt !== undefined ? { cacheNamespace: salt } : {}),
+      ...(priority !== undefined ? { priority } : {}),
       signal: raw.signal,
     });
   };

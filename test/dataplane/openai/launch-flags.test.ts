@@ -36,6 +36,13 @@ describe("vllm serve command line", () => {
     });
   });
 
+  it("schedulingPolicy priority starts vLLM with --scheduling-policy priority; fcfs adds nothing", () => {
+    const { args } = commandLine(engine({ schedulingPolicy: "priority" }));
+    expect(args.slice(args.indexOf("--scheduling-policy"), args.indexOf("--scheduling-policy") + 2)).toEqual(["--scheduling-policy", "priority"]);
+    expect(commandLine(engine()).args).not.toContain("--scheduling-policy");
+    expect(commandLine(engine({ schedulingPolicy: "fcfs" })).args).not.toContain("--scheduling-policy");
+  });
+
   it("vLLM 0.12–0.13: the explicit OffloadingConnector config with cpu_bytes_to_use", () => {
     const { args } = commandLine(engine({}, { cpuOffloadBytes: 10_000_000_000 }), "0.13.0");
     const i = args.indexOf("--kv-transfer-config");
@@ -114,6 +121,10 @@ describe("launch config", () => {
     expect(bad({ kvEvents: { endpoint: "tcp://10.9.9.9:5557" } })).toThrow(/kvEvents\.endpoint.*this machine/s);
     expect(bad({}, { cpuOffloadGiB: 1, cpuOffloadBytes: 5 })).toThrow(/cpuOffloadBytes.*at most one/s);
     expect(bad({}, { env: { "BAD NAME": "1" } })).toThrow(/env/);
+    // The policy has one home: a flag in args would disagree with the priorities the agent sends.
+    expect(bad({}, { args: ["--scheduling-policy", "priority"] })).toThrow(/launch\.args.*schedulingPolicy/s);
+    expect(bad({ schedulingPolicy: "priority" }, { args: ["--scheduling-policy=fcfs"] })).toThrow(/launch\.args.*schedulingPolicy/s);
+    expect(bad({ schedulingPolicy: "lottery" })).toThrow(/schedulingPolicy/);
     // Without launch, a path and a remote events endpoint stay fine.
     expect(() => agent({ kind: "openai", model: "m", url: "http://10.0.0.5:8000/v1", kvEvents: { endpoint: "tcp://10.0.0.5:5557" } })).not.toThrow();
   });

@@ -155,4 +155,41 @@ describe("sim server", () => {
     expect(tokenize.count).toBe(4); // BOS + 3
     expect(tokenize.tokens[0]).toBe(128000);
   });
+
+  it("takes vLLM's request priority: an integer, and under fcfs only 0, as vLLM refuses others", async () => {
+    const ask = (priority: unknown) => post("/v1/chat/completions", { model: "llama-3-8b", max_tokens: 1, priority, messages: [{ role: "user", content: "hi" }] });
+    for (const bad of ["1", 1.5, null, true, [0]]) {
+      const res = await ask(bad);
+      expect(res.status, JSON.stringify(bad)).toBe(400);
+      expect(((await res.json()) as { error: { param: string } }).error.param).toBe("priority");
+    }
+    const refused = await ask(1);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string; param: string } }).error).toMatchObject({ message: "Got priority 1 but Priority scheduling is not enabled.", param: "priority" });
+    expect((await ask(-1)).status).toBe(400);
+    const zero = await ask(0);
+    expect(zero.status).toBe(200);
+    await zero.json();
+  });
+
+  it("under the priority policy, any integer priority reaches the scheduler", async () => {
+    const prio = await startSimServer({ port: 0, config: { kind: "sim", model: "llama-3-8b", timeScale: 1_000, schedulingPolicy: "priority" } });
+    try {
+      const seen: number[] = [];
+      const submit = prio.engine.core.submit.bind(prio.engine.core);
+      prio.engine.core.submit = (opts) => {
+        const req = submit(opts);
+        seen.push(req.priority);
+        return req;
+      };
+      for (const priority of [-3, 7, undefined]) {
+        const res = await fetch(`${prio.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "llama-3-8b", max_tokens: 1, priority, messages: [{ role: "user", content: "hi" }] }) });
+        expect(res.status).toBe(200);
+        await res.json();
+      }
+      expect(seen).toEqual([-3, 7, 0]);
+    } finally {
+      await prio.close();
+    }
+  });
 });
