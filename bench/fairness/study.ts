@@ -11,11 +11,12 @@
  */
 import { VirtualClock } from "../../dataplane/engines/sim/clock";
 import { H100_KV_CAPACITY_TOKENS } from "../../dataplane/engines/sim/des";
-import { EngineCore } from "../../dataplane/engines/sim/engine-core";
+import { EngineCore, type EngineCoreOptions } from "../../dataplane/engines/sim/engine-core";
 import type { SimRequest, SimRequestObserver } from "../../dataplane/engines/sim/scheduler";
 import { PoolCore } from "../../worker/pool/pool-core";
 import type { AdmissionSettings, RouteInput, RouteResult } from "../../worker/pool/types";
 import { Rng } from "../lib/rng";
+import { enginePriority } from "../../protocol/priority";
 
 export interface TenantLoad {
   id: string;
@@ -47,6 +48,12 @@ export interface FairnessStudyOptions {
   headroom?: number;
   /** Engine batch limit (vLLM max_num_seqs). */
   maxNumSeqs?: number;
+  /**
+   * Engine scheduling: vLLM's policy and long-prefill threshold, and Switchyard's prioritised
+   * prefill (dataplane/engines/sim/scheduler.ts). Requests carry the edge's priority as the
+   * agents send it (protocol/priority.ts).
+   */
+  engine?: Pick<EngineCoreOptions, "schedulingPolicy" | "longPrefillTokenThreshold" | "priorityPrefill">;
   /** Width of the service-over-time buckets, ms. */
   bucketMs?: number;
 }
@@ -108,7 +115,7 @@ export function runFairnessStudy(opts: FairnessStudyOptions): FairnessStudyResul
   const wOut = opts.outputWeight ?? 2;
   const bucketMs = opts.bucketMs ?? 5_000;
   const buckets = Math.ceil(opts.durationMs / bucketMs) + 1;
-  const engines = Array.from({ length: opts.nodes }, (_, i) => new EngineCore({ clock, kvCapacityTokens: H100_KV_CAPACITY_TOKENS, maxNumSeqs: opts.maxNumSeqs ?? 256, seed: opts.seed * 31 + i }));
+  const engines = Array.from({ length: opts.nodes }, (_, i) => new EngineCore({ clock, kvCapacityTokens: H100_KV_CAPACITY_TOKENS, maxNumSeqs: opts.maxNumSeqs ?? 256, seed: opts.seed * 31 + i, ...opts.engine }));
   const core = new PoolCore({ staleAfterMs: 3 * HEARTBEAT_MS + 1_000, now: () => clock.now(), random: () => rng.next() });
   const admission: AdmissionSettings = { policy: opts.policy, maxWaitMs: opts.maxWaitMs, nodeLimit: opts.nodeLimit, inputWeight: wIn, outputWeight: wOut, ...(opts.headroom !== undefined ? { headroom: opts.headroom } : {}) };
   const outcomes = new Map<string, TenantOutcome>(
@@ -175,7 +182,7 @@ export function runFairnessStudy(opts: FairnessStudyOptions): FairnessStudyResul
     for (let i = 0; i < prompt.length; i++) prompt[i] = 1 + (rng.nextU32() % 127_999);
     const t = opts.tenants.find((x) => x.id === l.tenant.id) as TenantLoad;
     const output = lognormalAround(rng, t.outputMedian, 0.6, 1, 2_048);
-    l.sim = engine.submit({ id, promptTokens: prompt, maxTokens: output, outputTokens: output, ignoreEos: false, observer });
+    l.sim = engine.submit({ id, promptTokens: prompt, maxTokens: output, outputTokens: output, ignoreEos: false, observer, priority: enginePriority(result.priority) });
   };
 
   // Arrivals: each tenant an independent Poisson stream, merged on the clock.

@@ -43,6 +43,8 @@ interface SimResult {
   maxRunning: number;
   /** Steps each tenant's requests waited before admission, per request. */
   waits: Record<string, number[]>;
+  /** The priority each admitted request was given, per tenant. */
+  priorities: Record<string, string[]>;
 }
 
 function simulate(o: SimOptions): SimResult {
@@ -72,10 +74,12 @@ function simulate(o: SimOptions): SimResult {
   let worstGap = 0;
   let maxRunning = 0;
   const waits: Record<string, number[]> = Object.fromEntries(tenants.map((t) => [t, []]));
+  const priorities: Record<string, string[]> = Object.fromEntries(tenants.map((t) => [t, []]));
 
   const admit = (id: string, a: Arrival) => (r: RouteResult) => {
     if (!r.ok) throw new Error(`refused: ${r.reason}`);
     (waits[a.tenant] as number[]).push(now - a.at);
+    (priorities[a.tenant] as string[]).push(r.priority);
     service[a.tenant] = (service[a.tenant] as number) + (wp * a.input) / (o.weights[a.tenant] as number);
     running.set(id, { tenant: a.tenant, output: a.output, produced: 0, input: a.input });
     maxRunning = Math.max(maxRunning, running.size);
@@ -117,7 +121,7 @@ function simulate(o: SimOptions): SimResult {
       }
     }
   }
-  return { worstGap, service, backloggedSteps, maxRunning, waits };
+  return { worstGap, service, backloggedSteps, maxRunning, waits, priorities };
 }
 
 const arrivalsArb = (tenants: string[], maxInput: number, maxOutput: number) =>
@@ -232,6 +236,12 @@ describe("VTC fairness bound", () => {
     const r = simulate({ slots: 10, weights: { flood: 1, light: 1 }, arrivals, policy: "vtc", steps: 1_000, headroom: 0.2 });
     expect(r.maxRunning).toBeLessThanOrEqual(12);
     expect(Math.max(...(r.waits.light as number[]))).toBe(0);
+    // While the flood waits (its 400 requests drain by about step 800), the light tenant's requests
+    // go to the engines as high priority and the flood's as normal; once nothing waits, nobody is.
+    expect(r.priorities.light?.slice(0, 25).every((p) => p === "high")).toBe(true);
+    expect(r.priorities.light?.slice(-2).every((p) => p === "normal")).toBe(true);
+    expect(r.priorities.flood?.slice(0, 10).every((p) => p === "normal")).toBe(true);
+    expect(r.priorities.flood?.filter((p) => p === "high")).toEqual([]);
     // Without headroom the light tenant waits for slots to free, behind flood requests of equal counter.
     const strict = simulate({ slots: 10, weights: { flood: 1, light: 1 }, arrivals, policy: "vtc", steps: 1_000, headroom: 0 });
     expect(strict.maxRunning).toBe(10);

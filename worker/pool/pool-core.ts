@@ -18,6 +18,7 @@ import { formatStrategySpec } from "../routing/spec";
 import type { NodeView, PoolRoutingState, RoutingContext, RoutingStrategy } from "../routing/strategy";
 import type { KvCacheReport } from "../../protocol/heartbeat";
 import { type AdmissionSettings, DEFAULT_VTC_HEADROOM, type NodeStatus, type PoolHeartbeat, type PoolHeartbeatReply, type PoolNodeSnapshot, type PoolSnapshot, type PoolTenantCounters, type ReleaseInput, type RouteInput, type RouteResult } from "./types";
+import type { RequestPriority } from "../../protocol/priority";
 
 export interface NodeEntry {
   nodeId: string;
@@ -595,6 +596,7 @@ export class PoolCore {
       outputCharged,
     };
     this.dropLease(input.requestId); // a retried request holds at most one lease
+    const priority = this.priorityOf(input, now);
     this.addLease(input.requestId, lease);
     this.store.putLease(input.requestId, lease);
     this.store.putCounters(this.vtc.takeDirty());
@@ -605,7 +607,24 @@ export class PoolCore {
       region: node.region,
       strategy: formatStrategySpec(input.strategies),
       prefixBlocks: { matched, total: prompt?.blocks.length ?? 0 },
+      priority,
     };
+  }
+
+  /**
+   * The request's priority at the engine (protocol/priority.ts): `low` while its tenant still has
+   * requests waiting, `high` for a tenant below its fair share of slots while others wait, so the
+   * engine's scheduler can keep the flood's prompts out of the steps that carry the light tenant's
+   * (engine interference, which the edge alone cannot remove: docs/fairness.md). Called before the
+   * request counts as in flight.
+   */
+  private priorityOf(input: RouteInput, now: number): RequestPriority {
+    if (input.admission?.policy !== "vtc") return "normal";
+    if (this.queue.waitingOf(input.tenantId) > 0) return "low";
+    let othersWait = false;
+    for (const t of this.queue.backlogged()) if (t !== input.tenantId) othersWait = true;
+    if (!othersWait) return "normal";
+    return this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, this.healthy(input, now).healthy) ? "high" : "normal";
   }
 
   /** Takes back the admission charge of a request that is being retried or failed before serving. */

@@ -2,6 +2,7 @@
 import type { EngineLoadReport, KvCacheReport } from "../../protocol/heartbeat";
 import type { TokenUsage } from "../../protocol/usage";
 import type { PromptInfo, WeightedStrategy } from "../routing/strategy";
+import type { RequestPriority } from "../../protocol/priority";
 
 export interface PoolHeartbeat {
   nodeId: string;
@@ -78,7 +79,16 @@ export interface AdmissionSettings {
 }
 
 export type RouteResult =
-  | { ok: true; nodeId: string; url: string; region: string; strategy: string; prefixBlocks: { matched: number; total: number } }
+  | {
+      ok: true;
+      nodeId: string;
+      url: string;
+      region: string;
+      strategy: string;
+      prefixBlocks: { matched: number; total: number };
+      /** How the engine should rank it against other tenants' work (protocol/priority.ts). */
+      priority: RequestPriority;
+    }
   | { ok: false; reason: "no_nodes" | "no_healthy_nodes" | "queue_timeout" | "cancelled"; retryAfterSeconds: number };
 
 export type ReleaseOutcome = "completed" | "cancelled" | "failed";

@@ -47,6 +47,16 @@ export const simEngineConfigSchema = z.strictObject({
   blockSize: z.number().int().min(1).max(1024).default(16),
   maxNumSeqs: z.number().int().min(1).max(65_536).default(256),
   maxNumBatchedTokens: z.number().int().min(1).max(1_048_576).default(8192),
+  /** vLLM's `--scheduling-policy`: `priority` orders the queue by the requests' `priority` (smaller first). */
+  schedulingPolicy: z.enum(["fcfs", "priority"]).default("fcfs"),
+  /** vLLM's `--long-prefill-token-threshold`: most prompt tokens one request computes in a step (0: no cap). */
+  longPrefillTokenThreshold: z.number().int().min(0).max(1_048_576).default(0),
+  /**
+   * Switchyard's extension, not a vLLM setting (docs/fairness.md): requests of priority above 0
+   * compute at most `chunkTokens` prompt tokens a step between them, and none while a request of
+   * smaller priority prefills. Needs `schedulingPolicy: priority`.
+   */
+  priorityPrefill: z.strictObject({ chunkTokens: z.number().int().min(1).max(1_048_576).default(512) }).optional(),
   /** Longest prompt + completion (Llama-3-8B: 8192). */
   maxModelLen: z.number().int().min(2).max(1_048_576).default(8192),
   enablePrefixCaching: z.boolean().default(true),
@@ -60,6 +70,8 @@ export const simEngineConfigSchema = z.strictObject({
   stepOverheadMs: z.number().min(0).default(0),
   /** Requests the agent sends at once; default maxNumSeqs + 256 (the engine queues the rest). */
   maxConcurrency: z.number().int().min(1).max(1_000_000).optional(),
+}).superRefine((c, ctx) => {
+  if (c.priorityPrefill && c.schedulingPolicy !== "priority") ctx.addIssue({ code: "custom", path: ["priorityPrefill"], message: 'priorityPrefill needs schedulingPolicy: "priority"' });
 });
 
 export type SimEngineConfig = z.infer<typeof simEngineConfigSchema>;
@@ -99,6 +111,9 @@ export function coreOptions(config: SimEngineConfig, clock: Clock, extra: { lowe
     blockSize: config.blockSize,
     maxNumSeqs: config.maxNumSeqs,
     maxNumBatchedTokens: config.maxNumBatchedTokens,
+    schedulingPolicy: config.schedulingPolicy,
+    longPrefillTokenThreshold: config.longPrefillTokenThreshold,
+    ...(config.priorityPrefill ? { priorityPrefill: config.priorityPrefill } : {}),
     maxModelLen: config.maxModelLen,
     enablePrefixCaching: config.enablePrefixCaching,
     kvBytesPerToken: kvBytesPerToken(config.modelShape),

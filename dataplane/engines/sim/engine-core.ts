@@ -21,7 +21,7 @@ import type { Clock, Timer } from "./clock";
 import { CostModel } from "./cost-model";
 import { blockHashes, hashBlock, KvCache, namespaceSeed, type KvEventBatch, type KvLowerTier } from "./kv-cache";
 import { SimMetrics } from "./metrics";
-import { FINISHED, LOADING, RUNNING, Scheduler, SimRequest, StepBatch, WAITING, type FinishReason, type SimRequestObserver } from "./scheduler";
+import { FINISHED, LOADING, RUNNING, Scheduler, SimRequest, StepBatch, WAITING, type FinishReason, type PriorityPrefill, type SchedulerLimits, type SchedulingPolicy, type SimRequestObserver } from "./scheduler";
 import { OutputTextGenerator, randomOf, type TextStyle } from "./text-generator";
 import { EOT_TOKEN } from "./tokenizer";
 
@@ -46,6 +46,12 @@ export interface EngineCoreOptions {
   blockSize?: number;
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
+  /** vLLM's `--scheduling-policy` (default fcfs). */
+  schedulingPolicy?: SchedulingPolicy;
+  /** vLLM's `--long-prefill-token-threshold` (0: off). */
+  longPrefillTokenThreshold?: number;
+  /** Switchyard's prioritised-prefill extension (scheduler.ts). */
+  priorityPrefill?: PriorityPrefill;
   /** Longest prompt + completion (capped by the KV capacity). Default 8192 (Llama-3-8B). */
   maxModelLen?: number;
   enablePrefixCaching?: boolean;
@@ -89,6 +95,11 @@ export interface SubmitOptions {
   observer?: SimRequestObserver;
   /** Anything the caller wants back on the request (`req.tag`), e.g. its index in a study. */
   tag?: unknown;
+  /**
+   * vLLM's request `priority`: with `schedulingPolicy: "priority"` a smaller value is scheduled
+   * first (default 0). Switchyard's agents send 0 for the edge's `high` requests and 1 otherwise.
+   */
+  priority?: number;
 }
 
 export interface CoreLoad {
@@ -195,7 +206,14 @@ export class EngineCore {
     this.gpuMemoryUtilization = opts.gpuMemoryUtilization ?? 0.9;
     this.metrics = new SimMetrics(this.modelName, this.maxModelLen);
     this.newEpoch();
-    this.scheduler = new Scheduler(this.kv, { maxNumSeqs: opts.maxNumSeqs ?? 256, maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 8192 }, {
+    const limits: SchedulerLimits = {
+      maxNumSeqs: opts.maxNumSeqs ?? 256,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 8192,
+      policy: opts.schedulingPolicy ?? "fcfs",
+      longPrefillTokenThreshold: opts.longPrefillTokenThreshold ?? 0,
+      ...(opts.priorityPrefill ? { priorityPrefill: opts.priorityPrefill } : {}),
+    };
+    this.scheduler = new Scheduler(this.kv, limits, {
       preempted: () => {
         this.metrics.preemptions++;
       },
@@ -325,6 +343,7 @@ export class EngineCore {
       opts.observer,
       opts.tag,
     );
+    req.priority = opts.priority ?? 0;
     if (opts.id !== undefined) this.byId.set(opts.id, req);
     this.scheduler.enqueue(req);
     this.kick(req.arrivalMs);

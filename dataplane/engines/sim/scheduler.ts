@@ -7,6 +7,14 @@
  * is preempted (recompute: its blocks are freed and it goes back to the front of the queue); no
  * request is admitted in a step that preempted. Full blocks are cached when they are scheduled, as
  * vLLM does.
+ *
+ * vLLM's `--scheduling-policy priority`: the queue is ordered by (priority, arrival), smaller first,
+ * and the preemption victim is the running request of the largest (priority, arrival). vLLM's
+ * `--long-prefill-token-threshold`: no request gets more prompt tokens than that in one step.
+ * `priorityPrefill` is Switchyard's extension, not vLLM's (docs/fairness.md): requests of priority
+ * above 0 compute at most `chunkTokens` prompt tokens a step between them, and none while a request
+ * of a smaller priority prefills. A prioritised prompt then arrives to a short step and runs in
+ * steps of its own (decodes continue).
  */
 import type { KvCache } from "./kv-cache";
 import { blockHashes, hashBlock } from "./kv-cache";
@@ -50,6 +58,8 @@ export class SimRequest {
   numStored = 0;
   /** Output tokens generated. */
   output = 0;
+  /** vLLM's request priority (smaller first under the priority policy). */
+  priority = 0;
   preemptions = 0;
   /** Prompt tokens served from cache (GPU hit + lower tier) at first admission; -1 before. */
   cachedTokens = -1;
@@ -142,6 +152,19 @@ export class Deque<T> {
     return this.length === 0 ? undefined : this.buf[this.head];
   }
 
+  /** Appends `v`, then moves it forward past every element that `before(v, element)` puts after it. */
+  insert(v: T, before: (a: T, b: T) => boolean): void {
+    this.push(v);
+    const mask = this.buf.length - 1;
+    for (let i = this.length - 1; i > 0; i--) {
+      const at = (this.head + i) & mask;
+      const prev = (this.head + i - 1) & mask;
+      if (!before(v, this.buf[prev] as T)) break;
+      this.buf[at] = this.buf[prev];
+      this.buf[prev] = v;
+    }
+  }
+
   shift(): T | undefined {
     if (this.length === 0) return undefined;
     const v = this.buf[this.head];
@@ -185,6 +208,24 @@ export class StepBatch {
 export interface SchedulerLimits {
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
+  /** vLLM's `--scheduling-policy`; default fcfs. */
+  policy?: SchedulingPolicy;
+  /** vLLM's `--long-prefill-token-threshold`: most prompt tokens a request gets in one step (0: no cap). */
+  longPrefillTokenThreshold?: number;
+  /** Switchyard's extension (priority policy only): see the module comment. */
+  priorityPrefill?: PriorityPrefill;
+}
+
+export type SchedulingPolicy = "fcfs" | "priority";
+
+export interface PriorityPrefill {
+  /** Most prompt tokens the requests of priority above 0 compute in one step, together. */
+  chunkTokens: number;
+}
+
+/** Priority order: smaller priority first, then earlier arrival. */
+function before(a: SimRequest, b: SimRequest): boolean {
+  return a.priority < b.priority || (a.priority === b.priority && a.seq < b.seq);
 }
 
 /** What the scheduler tells its engine about. */
@@ -206,6 +247,8 @@ export interface SchedulerHooks {
 
 export class Scheduler {
   readonly running: SimRequest[] = [];
+  /** Prompt tokens low-priority requests may still compute in the step being scheduled. */
+  private lowPrefillLeft = Number.POSITIVE_INFINITY;
   readonly waiting = new Deque<SimRequest>();
   /** Requests waiting or loading, not counting aborted ones still in the queue. */
   numWaiting = 0;
@@ -217,7 +260,8 @@ export class Scheduler {
   ) {}
 
   enqueue(req: SimRequest): void {
-    this.waiting.push(req);
+    if (this.limits.policy === "priority") this.waiting.insert(req, before);
+    else this.waiting.push(req);
     this.numWaiting++;
   }
 
@@ -241,15 +285,34 @@ export class Scheduler {
     const running = this.running;
     let budget = this.limits.maxNumBatchedTokens;
     let preempted = false;
+    const priority = this.limits.policy === "priority";
+    const threshold = this.limits.longPrefillTokenThreshold ?? 0;
+    const pp = priority ? this.limits.priorityPrefill : undefined;
+    // With priorityPrefill, the smallest priority among requests with prompt tokens to compute now:
+    // requests above it compute none this step.
+    const prefillFloor = pp ? this.prefillFloor(atMs) : Number.POSITIVE_INFINITY;
+    // With priorityPrefill, prompt tokens left this step for requests of priority above 0, together.
+    this.lowPrefillLeft = pp ? pp.chunkTokens : Number.POSITIVE_INFINITY;
 
     for (let i = 0; i < running.length && budget > 0; ) {
       const req = running[i] as SimRequest;
       let n = req.numTokens - req.computed;
+      if (n > 1) {
+        if (req.priority > prefillFloor) {
+          i++;
+          continue;
+        }
+        n = this.chunk(req, n, threshold, pp);
+        if (n === 0) {
+          i++;
+          continue;
+        }
+      }
       if (n > budget) n = budget;
       const need = Math.ceil((req.computed + n) / bs) - req.blocks.length;
       let ok = true;
       while (need > kv.freeBlocks) {
-        const victim = running.pop() as SimRequest;
+        const victim = priority ? this.lowestPriority(i) : (running.pop() as SimRequest);
         this.preempt(victim);
         preempted = true;
         if (victim === req) {
@@ -262,6 +325,7 @@ export class Scheduler {
       this.storeFull(req, req.computed + n);
       batch.add(req, n);
       budget -= n;
+      if (pp && req.priority > 0 && n > 1) this.lowPrefillLeft -= n;
       i++;
     }
     if (preempted) return true;
@@ -301,7 +365,9 @@ export class Scheduler {
         }
       }
       const start = req.computed > 0 ? req.computed : hit * bs;
-      let n = req.numTokens - start;
+      if (req.priority > prefillFloor) break; // the queue is in priority order: nobody after may prefill
+      let n = this.chunk(req, req.numTokens - start, threshold, pp);
+      if (n === 0) break;
       if (n > budget) n = budget;
       const need = Math.ceil((start + n) / bs) - req.blocks.length - hit;
       if (need > kv.freeBlocks - pinned) break;
@@ -320,8 +386,37 @@ export class Scheduler {
       running.push(req);
       batch.add(req, n);
       budget -= n;
+      if (pp && req.priority > 0 && n > 1) this.lowPrefillLeft -= n;
     }
     return false;
+  }
+
+  /** Prompt tokens `req` may compute this step out of the `n` it has left (0: none this step). */
+  private chunk(req: SimRequest, n: number, threshold: number, pp: PriorityPrefill | undefined): number {
+    if (threshold > 0 && n > threshold) n = threshold;
+    if (pp && req.priority > 0 && n > this.lowPrefillLeft) n = this.lowPrefillLeft;
+    return n;
+  }
+
+  /** Smallest priority of a request with prompt tokens to compute at `atMs` (running or at the queue's head). */
+  private prefillFloor(atMs: number): number {
+    let floor = Number.POSITIVE_INFINITY;
+    for (const r of this.running) if (r.numTokens - r.computed > 1 && r.priority < floor) floor = r.priority;
+    const head = this.waiting.peek();
+    if (head && head.state === WAITING && head.arrivalMs <= atMs && head.priority < floor) floor = head.priority;
+    return floor;
+  }
+
+  /**
+   * vLLM's preemption victim under the priority policy: the largest (priority, arrival) running —
+   * here among those not yet in this step's batch (from `from` on), which vLLM would take back out.
+   */
+  private lowestPriority(from: number): SimRequest {
+    const running = this.running;
+    let at = running.length - 1;
+    for (let i = running.length - 2; i >= from; i--) if (before(running[at] as SimRequest, running[i] as SimRequest)) at = i;
+    const [victim] = running.splice(at, 1);
+    return victim as SimRequest;
   }
 
   /** Caches the request's blocks that are full once `upto` tokens are computed. */
@@ -342,7 +437,8 @@ export class Scheduler {
     req.numStored = 0;
     req.state = WAITING;
     req.preemptions++;
-    this.waiting.unshift(req);
+    if (this.limits.policy === "priority") this.waiting.insert(req, before);
+    else this.waiting.unshift(req);
     this.numWaiting++;
     this.hooks.preempted(req);
   }

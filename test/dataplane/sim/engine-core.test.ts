@@ -358,3 +358,82 @@ describe("lower KV tier hooks", () => {
     expect(core.numWaiting).toBe(0);
   });
 });
+
+describe("scheduling by priority (vLLM's policy and long-prefill threshold, Switchyard's prioritised prefill)", () => {
+  /** Order in which requests got their first token. */
+  const firstTokenOrder = (reqs: SimRequest[]) => [...reqs].sort((a, b) => a.firstTokenMs - b.firstTokenMs).map((r) => r.id);
+
+  it("the priority policy serves the queue by priority, smaller first, then by arrival; fcfs ignores priority", () => {
+    for (const policy of ["fcfs", "priority"] as const) {
+      const { clock, core } = setup({ maxNumSeqs: 1, schedulingPolicy: policy });
+      // The first request finds the engine idle and starts at once; the others queue behind it.
+      const reqs = [
+        core.submit({ id: "z", promptTokens: tokens(64, 9), maxTokens: 2, ignoreEos: true, priority: 1 }),
+        core.submit({ id: "a", promptTokens: tokens(64, 1), maxTokens: 2, ignoreEos: true, priority: 1 }),
+        core.submit({ id: "b", promptTokens: tokens(64, 2), maxTokens: 2, ignoreEos: true, priority: 1 }),
+        core.submit({ id: "c", promptTokens: tokens(64, 3), maxTokens: 2, ignoreEos: true, priority: -1 }),
+        core.submit({ id: "d", promptTokens: tokens(64, 4), maxTokens: 2, ignoreEos: true, priority: 0 }),
+      ];
+      clock.run();
+      expect(firstTokenOrder(reqs)).toEqual(policy === "fcfs" ? ["z", "a", "b", "c", "d"] : ["z", "c", "d", "a", "b"]);
+    }
+  });
+
+  it("under memory pressure the priority policy preempts the lowest-priority request, not the newest", () => {
+    // Room for about two 1,000-token sequences: the third admitted one forces a preemption as they grow.
+    const { clock, core } = setup({ kvCapacityTokens: 2_400, blockSize: 16, schedulingPolicy: "priority" });
+    const low = core.submit({ id: "low", promptTokens: tokens(1_000, 1), maxTokens: 300, ignoreEos: true, priority: 1 });
+    const high = core.submit({ id: "high", promptTokens: tokens(1_000, 2), maxTokens: 300, ignoreEos: true, priority: -1 });
+    clock.run();
+    expect(high.preemptions).toBe(0);
+    expect(low.preemptions).toBeGreaterThan(0);
+    expect(high.finishedMs).toBeLessThan(low.finishedMs);
+  });
+
+  it("--long-prefill-token-threshold caps the prompt tokens of every request in a step", () => {
+    const steps: StepInfo[] = [];
+    const { clock, core } = setup({ longPrefillTokenThreshold: 256 });
+    core.onStep((s) => steps.push(s));
+    const r = core.submit({ promptTokens: tokens(1_000, 1), maxTokens: 1 });
+    clock.run();
+    // 1,000 prompt tokens in chunks of 256: the first token comes out of the fourth step.
+    expect(steps.slice(0, 4).map((s) => s.tokens)).toEqual([256, 256, 256, 232]);
+    expect(r.firstTokenMs).toBe(steps[3]!.startMs + steps[3]!.durationMs);
+  });
+
+  it("prioritised prefill: a high-priority prompt runs in steps without low-priority prompts, which go in short chunks", () => {
+    const run = (engine: Partial<EngineCoreOptions>) => {
+      const steps: StepInfo[] = [];
+      const { clock, core } = setup(engine);
+      core.onStep((s) => steps.push(s));
+      // A flood of long low-priority prompts, then a light request arrives while they prefill.
+      const flood = Array.from({ length: 6 }, (_, i) => core.submit({ id: `flood-${i}`, promptTokens: tokens(3_000, 10 + i), maxTokens: 50, ignoreEos: true, priority: 1 }));
+      let light: SimRequest | undefined;
+      clock.schedule(20, () => (light = core.submit({ id: "light", promptTokens: tokens(1_000, 99), maxTokens: 5, ignoreEos: true, priority: -1 })));
+      clock.run();
+      return { steps, light: light as SimRequest, flood };
+    };
+    const plain = run({});
+    const prioritised = run({ schedulingPolicy: "priority", priorityPrefill: { chunkTokens: 512 } });
+    // Low-priority prompts compute at most 512 tokens a step between them; the light one its whole prompt.
+    expect(Math.max(...plain.steps.map((s) => s.tokens - s.decodeSeqs))).toBeGreaterThan(3_000);
+    expect(Math.max(...prioritised.steps.map((s) => s.tokens - s.decodeSeqs))).toBe(1_000);
+    expect(prioritised.steps.filter((s) => s.tokens - s.decodeSeqs !== 1_000).every((s) => s.tokens - s.decodeSeqs <= 512)).toBe(true);
+    // The light request's prompt ran alone among prompts (its step carries one prefill sequence).
+    const lightStep = prioritised.steps.find((s) => s.startMs + s.durationMs === prioritised.light.firstTokenMs);
+    expect(lightStep?.prefillSeqs).toBe(1);
+    // And its TTFT is far shorter than on the plain engine, where it waits behind 3,000-token steps.
+    expect(ttft(prioritised.light)).toBeLessThan(0.5 * ttft(plain.light));
+    // Every request still finishes.
+    expect(prioritised.flood.every((r) => r.finishReason === "length")).toBe(true);
+  });
+
+  it("rejects priorityPrefill without the priority policy, naming the field", async () => {
+    const { simEngineConfigSchema } = await import("../../../dataplane/engines/sim/config");
+    const bad = simEngineConfigSchema.safeParse({ kind: "sim", model: "m", priorityPrefill: { chunkTokens: 256 } });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.path).toEqual(["priorityPrefill"]);
+    expect(bad.error?.issues[0]?.message).toContain("schedulingPolicy");
+    expect(simEngineConfigSchema.safeParse({ kind: "sim", model: "m", schedulingPolicy: "priority", priorityPrefill: {} }).success).toBe(true);
+  });
+});
