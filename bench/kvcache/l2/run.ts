@@ -421,9 +421,28 @@ function renderMarkdown(machine: Record<string, unknown>, settings: Record<strin
   const ahead = summary.filter((r) => (r.speedup as number) > 1).length;
   const hashes = machine.checksumGBps as Record<string, number> | undefined;
   const xxh = hashes?.xxh64_2MiB;
+  // Throughput is what each system sustains at its best concurrency; one request at a time measures
+  // latency (a single synchronous transfer, where redis's single thread is no handicap).
+  const peaks: Array<{ op: string; valueMiB: unknown; l2: Record<string, number>; redis: Record<string, number> }> = [];
+  for (const r of summary) {
+    const key = `${String(r.op)}|${String(r.valueMiB)}`;
+    let p = peaks.find((x) => `${x.op}|${String(x.valueMiB)}` === key);
+    if (!p) peaks.push((p = { op: String(r.op), valueMiB: r.valueMiB, l2: { opsPerSec: 0 }, redis: { opsPerSec: 0 } }));
+    const a = r["switchyard-l2"] as Record<string, number>;
+    const b = r.redis as Record<string, number>;
+    if ((a.opsPerSec as number) > (p.l2.opsPerSec as number)) p.l2 = { ...a, concurrency: r.concurrency as number };
+    if ((b.opsPerSec as number) > (p.redis.opsPerSec as number)) p.redis = { ...b, concurrency: r.concurrency as number };
+  }
+  const peakMet = peaks.filter((p) => (p.l2.opsPerSec as number) >= 2 * (p.redis.opsPerSec as number)).length;
   lines.push(
     "",
-    `Target (L2 ≥ 2× redis throughput) met in ${met} of ${summary.length} cells; L2 ahead in ${ahead} of ${summary.length}.`,
+    "Peak throughput (each system at its best concurrency of those measured):",
+    "",
+    "| op | value | L2 ops/s (conc.) | L2 GB/s | redis ops/s (conc.) | redis GB/s | L2 / redis |",
+    "|---|---|---|---|---|---|---|",
+    ...peaks.map((p) => `| ${p.op.toUpperCase()} | ${String(p.valueMiB)} MiB | ${f(p.l2.opsPerSec as number)} (${p.l2.concurrency}) | ${f(p.l2.gbPerSec as number, 2)} | ${f(p.redis.opsPerSec as number)} (${p.redis.concurrency}) | ${f(p.redis.gbPerSec as number, 2)} | ${f((p.l2.opsPerSec as number) / (p.redis.opsPerSec as number), 2)}× |`),
+    "",
+    `Target (L2 ≥ 2× redis throughput): met at peak for ${peakMet} of ${peaks.length} operations and sizes; per cell in ${met} of ${summary.length}, L2 ahead in ${ahead} of ${summary.length}. With one request in flight (conc. 1) a cell measures one synchronous transfer's latency, where the client's checksum is L2's extra cost.`,
     "",
     "## Where the time goes",
     "",
