@@ -56,7 +56,10 @@ export const multiTurnRecipe: Recipe = {
     const sessions = generateMultiTurn({ sessions: Math.max(4, Math.ceil(expectedSessions * 1.3)), turns, promptLength, outputLength, thinkTimeMs: parseDistribution(p.thinkTimeMs), seed }).map((r, i) => toEntry(r, "multi-turn", i + 1));
     // The GPU configurations only: the tier systems are measured by kv-offload so far.
     const systems = KV_SYSTEMS.filter((k) => !k.tiers).map((k) => ({ system: k, model: kvModelName(k), engine: k.engine(p.kvCapacityTokens) }));
-    const bench = await startBenchStack({ nodes: p.nodes, timeScale: p.timeScale, engine: { kvCapacityTokens: p.kvCapacityTokens }, systems: systems.map((x) => ({ model: x.model, engine: x.engine })), log: s.log });
+    // A long session's history outgrows the emulator's default 8k context (Llama-3.1 serves 128k):
+    // allow what the KV holds, so its late turns are measured rather than refused with a 400.
+    const maxModelLen = Math.max(8192, p.kvCapacityTokens);
+    const bench = await startBenchStack({ nodes: p.nodes, timeScale: p.timeScale, engine: { kvCapacityTokens: p.kvCapacityTokens, maxModelLen }, systems: systems.map((x) => ({ model: x.model, engine: x.engine })), log: s.log });
     let footprint = 0;
     try {
       await warmUp(bench.stack, systems.map((x) => x.model));
@@ -71,7 +74,7 @@ export const multiTurnRecipe: Recipe = {
     } finally {
       await bench.stop();
     }
-    return s.finish({ ...p, seed, session_rate: sessionRate, footprint_tokens: footprint, footprint_factor: footprint / (p.kvCapacityTokens * p.nodes), systems: systems.map((x) => ({ name: x.system.name, model: x.model, engine: x.engine })) }, { baseline: "no-prefix-cache" });
+    return s.finish({ ...p, seed, max_model_len: maxModelLen, session_rate: sessionRate, footprint_tokens: footprint, footprint_factor: footprint / (p.kvCapacityTokens * p.nodes), systems: systems.map((x) => ({ name: x.system.name, model: x.model, engine: x.engine })) }, { baseline: "no-prefix-cache" });
   },
 };
 
