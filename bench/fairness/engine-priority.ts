@@ -41,7 +41,7 @@ const CONFIGS: Array<{ name: string; title: string; engine: Engine }> = [
   { name: "fcfs", title: "vLLM default scheduling (FCFS, chunked prefill up to the 8192-token step budget)", engine: {} },
   { name: "vllm-priority", title: "vLLM --scheduling-policy priority", engine: { schedulingPolicy: "priority" } },
   { name: "vllm-priority+long-prefill-512", title: "vLLM priority + --long-prefill-token-threshold 512", engine: { schedulingPolicy: "priority", longPrefillTokenThreshold: 512 } },
-  ...[1024, 512, 384, 256].map((n) => ({ name: `prioritised-prefill-${n}`, title: `Switchyard prioritised prefill, low-priority chunks of ${n} tokens`, engine: { schedulingPolicy: "priority" as const, priorityPrefill: { chunkTokens: n } } })),
+  ...[2048, 1024, 768, 512].map((n) => ({ name: `prioritised-prefill-${n}`, title: `Switchyard prioritised prefill, low-priority prompts at most ${n} tokens a step together`, engine: { schedulingPolicy: "priority" as const, priorityPrefill: { chunkTokens: n } } })),
 ];
 
 const study = (engine: Engine, tenants: TenantLoad[], seed: number, durationMs = DURATION_MS) =>

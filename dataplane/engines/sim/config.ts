@@ -56,7 +56,7 @@ export const simEngineConfigSchema = z.strictObject({
    * compute at most `chunkTokens` prompt tokens a step between them, and none while a request of
    * smaller priority prefills. Needs `schedulingPolicy: priority`.
    */
-  priorityPrefill: z.strictObject({ chunkTokens: z.number().int().min(1).max(1_048_576).default(512) }).optional(),
+  priorityPrefill: z.strictObject({ chunkTokens: z.number().int().min(1).max(1_048_576).default(1024) }).optional(),
   /** Longest prompt + completion (Llama-3-8B: 8192). */
   maxModelLen: z.number().int().min(2).max(1_048_576).default(8192),
   enablePrefixCaching: z.boolean().default(true),
