@@ -22,18 +22,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { type FairnessStudyOptions, jainIndex, quantile, runFairnessStudy, type TenantLoad } from "./study";
+import { quick, DURATION_MS, WARMUP_MS, SEEDS, NODES, NODE_LIMIT, LIGHT, SHAPE, MAX_WAIT_MS } from "./flood-mix";
 
-const quick = process.argv.includes("--quick");
-const DURATION_MS = quick ? 120_000 : 600_000;
-const WARMUP_MS = 60_000;
-const SEEDS = quick ? [1] : [1, 2, 3];
-const NODES = 4;
-const NODE_LIMIT = 24;
 const OVERLOADS = [1.25, 1.5, 2];
-const LIGHT = ["light-1", "light-2", "light-3"];
-// The same shape and wait bound as bench/fairness/run.ts, so the first row matches des.md.
-const SHAPE = { promptMedian: 1_000, outputMedian: 200 };
-const MAX_WAIT_MS = 30_000;
 const median = (xs: number[]) => quantile(xs, 0.5);
 
 type Engine = NonNullable<FairnessStudyOptions["engine"]>;

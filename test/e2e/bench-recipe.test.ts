@@ -69,11 +69,8 @@ function runOf(result: RecipeResult, system: string, workload?: string): RunSumm
 describe("bench recipe routing --scale tiny", () => {
   it("runs strategies against the local stack and writes results, summary, comparison, charts and machine.json", async () => {
     const lines: string[] = [];
-    const t0 = Date.now();
     const out = join(dir.path, "routing");
     const result = await routingRecipe.run({ scale: "tiny", outDir: out, log: (l) => lines.push(l) });
-    const elapsed = Date.now() - t0;
-    expect(elapsed).toBeLessThan(60_000);
     expectRecipeOutput(out, result, "routing", ["random-qps4", "prefix-cache-qps4"], ["shared-prefix-qps4"]);
     expect(result.runs.map((r) => r.label)).toEqual(["random @ 4", "prefix-cache @ 4"]);
     for (const run of result.runs) {
@@ -98,9 +95,7 @@ describe("bench recipe routing --scale tiny", () => {
 describe("bench recipe kv-offload --scale tiny", () => {
   it("serves Workload-1 (1× KV) and Workload-2 (8× KV) to each KV system; at 8× the DRAM tier and the remote cache server supply what the GPU evicted", async () => {
     const out = join(dir.path, "kv-offload");
-    const t0 = Date.now();
     const result = await kvOffloadRecipe.run({ scale: "tiny", outDir: out, quiet: true });
-    expect(Date.now() - t0).toBeLessThan(90_000);
     const systems = ["no-prefix-cache", "gpu-prefix-cache", "gpu-dram", "gpu-dram-remote"];
     const runs = [1, 2].flatMap((w) => systems.map((sys) => `workload-${w}-${sys}`));
     expectRecipeOutput(out, result, "kv-offload", runs, ["workload-1", "workload-2", "workload-1-prime", "workload-2-prime"]);
@@ -168,9 +163,7 @@ describe("bench recipe kv-offload --scale tiny", () => {
 describe("bench recipe multi-turn --scale tiny", () => {
   it("sends each session's turns in order after the previous answer, with the history, on one node, cached on later turns", async () => {
     const out = join(dir.path, "multi-turn");
-    const t0 = Date.now();
     const result = await multiTurnRecipe.run({ scale: "tiny", outDir: out, quiet: true });
-    expect(Date.now() - t0).toBeLessThan(60_000);
     expectRecipeOutput(out, result, "multi-turn", ["workload-3-no-prefix-cache", "workload-3-gpu-prefix-cache"], ["workload-3"]);
     expect(result.runs.map((r) => r.system)).toEqual(["no-prefix-cache", "gpu-prefix-cache"]);
     let laterTurns = 0;
@@ -210,9 +203,7 @@ describe("bench recipe multi-turn --scale tiny", () => {
 describe("bench recipe fairness --scale tiny", () => {
   it("overloads the cluster with a heavy tenant; VTC serves the light tenants ahead of it, FCFS does not; light-1 alone as reference", async () => {
     const out = join(dir.path, "fairness");
-    const t0 = Date.now();
     const result = await fairnessRecipe.run({ scale: "tiny", outDir: out, quiet: true });
-    expect(Date.now() - t0).toBeLessThan(60_000);
     expectRecipeOutput(out, result, "fairness", ["overload-1.5x-vtc", "overload-1.5x-fcfs", "overload-1.5x-alone"], ["overload-1.5x", "overload-1.5x-alone"]);
     expect(result.runs.map((r) => r.system)).toEqual(["vtc", "fcfs", "alone"]);
     const tenants = ["heavy", "light-1", "light-2", "light-3"];
