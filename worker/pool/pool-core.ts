@@ -417,7 +417,7 @@ export class PoolCore {
     if (policy === "off" || this.queue.size === 0) {
       const candidates = this.candidates(input, healthy);
       if (candidates.length > 0) {
-        done(this.commit(input, candidates, now));
+        done(this.commit(input, candidates, healthy, now));
         return;
       }
     }
@@ -426,7 +426,7 @@ export class PoolCore {
     if (policy === "vtc" && !this.queue.arrive(input.tenantId) && hasHeadroom(input.admission) && this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, healthy)) {
       const candidates = this.candidates(input, healthy, true);
       if (candidates.length > 0) {
-        done(this.commit(input, candidates, now));
+        done(this.commit(input, candidates, healthy, now));
         return;
       }
     }
@@ -511,7 +511,7 @@ export class PoolCore {
     const candidates = this.candidates(input, healthy, headroom);
     if (candidates.length === 0) return false;
     this.queue.remove(w.id);
-    done(this.commit(input, candidates, now));
+    done(this.commit(input, candidates, healthy, now));
     return true;
   }
 
@@ -546,7 +546,7 @@ export class PoolCore {
   }
 
   /** Picks a node among `candidates` and counts the request against it. */
-  private commit(input: RouteInput, candidates: NodeView[], now: number): RouteResult {
+  private commit(input: RouteInput, candidates: NodeView[], healthy: NodeView[], now: number): RouteResult {
     const prompt = input.prompt;
     const index = this.routing.prefixIndex;
     let match: Map<string, number> | undefined;
@@ -596,7 +596,7 @@ export class PoolCore {
       outputCharged,
     };
     this.dropLease(input.requestId); // a retried request holds at most one lease
-    const priority = this.priorityOf(input, now);
+    const priority = this.priorityOf(input, healthy);
     this.addLease(input.requestId, lease);
     this.store.putLease(input.requestId, lease);
     this.store.putCounters(this.vtc.takeDirty());
@@ -618,13 +618,13 @@ export class PoolCore {
    * (engine interference, which the edge alone cannot remove: docs/fairness.md). Called before the
    * request counts as in flight.
    */
-  private priorityOf(input: RouteInput, now: number): RequestPriority {
+  private priorityOf(input: RouteInput, healthy: NodeView[]): RequestPriority {
     if (input.admission?.policy !== "vtc") return "normal";
     if (this.queue.waitingOf(input.tenantId) > 0) return "low";
     let othersWait = false;
     for (const t of this.queue.backlogged()) if (t !== input.tenantId) othersWait = true;
     if (!othersWait) return "normal";
-    return this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, this.healthy(input, now).healthy) ? "high" : "normal";
+    return this.belowFairShare(input.tenantId, input.tenantWeight ?? 1, input, healthy) ? "high" : "normal";
   }
 
   /** Takes back the admission charge of a request that is being retried or failed before serving. */
