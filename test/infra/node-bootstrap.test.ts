@@ -126,9 +126,12 @@ describe("infra/modules/node-bootstrap", () => {
   });
 
   it("runs the cache server with flags the CLI accepts and a config the cache server accepts", async () => {
-    const { cfg } = await render({ engine: { model: "m" }, cache_server: { capacity: "64GiB", policy: "lru", port: 7500 } });
+    const { cfg } = await render({ engine: { model: "m" }, cache_server: { capacity: "64GiB", policy: "lru", port: 7500, shards: 8 } });
     const server = await cacheServerFromUnit(fileAt(cfg, "/etc/systemd/system/switchyard-cache-server.service").content);
-    expect(server).toMatchObject({ host: "0.0.0.0", port: 7500, capacityBytes: 64 * 2 ** 30, policy: "lru", metricsHost: "127.0.0.1", metricsPort: 9400 });
+    expect(server).toMatchObject({ host: "0.0.0.0", port: 7500, capacityBytes: 64 * 2 ** 30, policy: "lru", metricsHost: "127.0.0.1", metricsPort: 9400, shards: 8 });
+    // One thread unless asked for more.
+    const plain = await render({ engine: { model: "m" } });
+    expect(await cacheServerFromUnit(fileAt(plain.cfg, "/etc/systemd/system/switchyard-cache-server.service").content)).toMatchObject({ shards: 1 });
   });
 
   it("starts the agent through the CLI's own agent command", async () => {
@@ -234,6 +237,8 @@ describe("infra/modules/node-bootstrap", () => {
     await expect(render({ engine: { model: "m", kind: "openai" } })).rejects.toThrow(/engine.url/);
     await expect(render({ engine: { model: "m", extra_args: ["--chat-template", "it's"] } })).rejects.toThrow(/extra_args/);
     await expect(render({ engine: { model: "m", hf_modle: "typo" } })).rejects.toThrow(/hf_modle/);
+    await expect(render({ engine: { model: "m" }, cache_server: { shards: 0 } })).rejects.toThrow(/cache_server.shards must be a whole number from 1 to 64/);
+    await expect(render({ engine: { model: "m" }, cache_server: { shards: 65 } })).rejects.toThrow(/cache_server.shards/);
   });
 
   it("fails the agent's own check when the rendered config is wrong (the check above can fail)", async () => {

@@ -65,7 +65,7 @@ describe("infra/examples/two-regions", () => {
     expect(await node.output("services")).not.toContain("switchyard-engine");
   });
 
-  it("opens the agent and cache ports the nodes listen on, to the region's own nodes only", async () => {
+  it("opens the agent and cache ports the nodes listen on (every shard's), to the region's own nodes only", async () => {
     for (const region of regions.values()) {
       const rule = async (name: string, attr: string) => region.resourceAttribute("aws_vpc_security_group_ingress_rule", name, attr);
       const nodes = (await region.moduleCall("bootstrap")) as ReadonlyMap<string, ModuleInstance>;
@@ -75,6 +75,9 @@ describe("infra/examples/two-regions", () => {
         expect(await rule("agent_from_peers", "from_port")).toBe(config.listen.port);
         const server = await cacheServerFromUnit(fileAt(cfg, "/etc/systemd/system/switchyard-cache-server.service").content);
         expect(await rule("cache_from_peers", "from_port")).toBe(server.port);
+        // A sharded server listens on one port a shard: the rule opens them all.
+        expect(server.shards).toBeGreaterThan(1);
+        expect(await rule("cache_from_peers", "to_port")).toBe(server.port + server.shards - 1);
       }
       const ingress = resourceBlocks(region.source).filter((r) => r.type === "aws_vpc_security_group_ingress_rule");
       expect(ingress.map((r) => r.name).sort()).toEqual(["agent_from_peers", "cache_from_peers"]);

@@ -51,6 +51,8 @@ module "gpu_region" {
   cache_server = {
     # A quarter of a g6e.xlarge's 32 GiB; vLLM and the agent need the rest.
     capacity = "8GiB"
+    # Two threads of its 4 vCPUs (ports 7400-7401); vLLM's front end and the agent use the others.
+    shards = 2
   }
   switchyard_source   = var.switchyard_source
   hf_token_secret_arn = lookup(var.hf_token_secret_arns, each.key, null)

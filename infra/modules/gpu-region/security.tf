@@ -1,12 +1,14 @@
 # Only the edge path gets in. The edge's requests arrive through the region's Cloudflare Tunnel,
 # whose cloudflared replicas run on the nodes themselves: a replica on one node forwards to the
 # agent on another, so the agent port admits this security group and nothing else. The L2 cache
-# port is the same (agents use every cache server of the region). There is no SSH: use SSM Session
+# ports are the same (agents use every cache server of the region; a sharded server listens on
+# port, port + 1, … one port a shard). There is no SSH: use SSM Session
 # Manager. The engine (vLLM) listens on loopback only.
 
 locals {
-  agent_port = try(var.agent.port, 8801)
-  cache_port = try(var.cache_server.port, 7400)
+  agent_port  = try(var.agent.port, 8801)
+  cache_port  = try(var.cache_server.port, 7400)
+  cache_ports = try(var.cache_server.shards, 1)
 }
 
 resource "aws_security_group" "node" {
@@ -30,10 +32,10 @@ resource "aws_vpc_security_group_ingress_rule" "agent_from_peers" {
 resource "aws_vpc_security_group_ingress_rule" "cache_from_peers" {
   region                       = var.aws_region
   security_group_id            = aws_security_group.node.id
-  description                  = "L2 KV cache server, from the region's agents"
+  description                  = "L2 KV cache server (one port a shard), from the region's agents"
   ip_protocol                  = "tcp"
   from_port                    = local.cache_port
-  to_port                      = local.cache_port
+  to_port                      = local.cache_port + local.cache_ports - 1
   referenced_security_group_id = aws_security_group.node.id
 }
 

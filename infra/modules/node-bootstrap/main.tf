@@ -83,6 +83,7 @@ locals {
     "--metrics-port", tostring(var.cache_server.metrics_port),
     "--max-value", var.cache_server.max_value,
     "--max-connections", tostring(var.cache_server.max_connections),
+    "--shards", tostring(var.cache_server.shards),
   ]
 
   vllm_args = concat(

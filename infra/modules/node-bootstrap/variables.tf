@@ -89,7 +89,7 @@ variable "agent" {
 }
 
 variable "cache_server" {
-  description = "The L2 KV cache server on the node (switchyard cache-server): port, memory for values, eviction policy, limits."
+  description = "The L2 KV cache server on the node (switchyard cache-server): port, memory for values, eviction policy, limits, shards."
   type = object({
     enabled         = optional(bool, true)
     port            = optional(number, 7400)
@@ -98,12 +98,20 @@ variable "cache_server" {
     metrics_port    = optional(number, 9400)
     max_value       = optional(string, "128MiB")
     max_connections = optional(number, 1024)
+    # Worker threads, each with capacity / shards of the values on its own port: port, port + 1, …
+    # (open the whole range between nodes; clients are given only `port`).
+    shards = optional(number, 1)
   })
   default = {}
 
   validation {
     condition     = contains(["lru", "s3fifo"], var.cache_server.policy)
     error_message = "cache_server.policy must be lru or s3fifo."
+  }
+
+  validation {
+    condition     = var.cache_server.shards >= 1 && var.cache_server.shards <= 64 && floor(var.cache_server.shards) == var.cache_server.shards
+    error_message = "cache_server.shards must be a whole number from 1 to 64."
   }
 }
 

@@ -128,6 +128,7 @@ export async function cacheServerFromUnit(unit: string): Promise<ReturnType<type
     metricsHost: flags.metricsHost,
     maxValueBytes: parseByteSize(flags.maxValue as string),
     maxConnections: int(flags.maxConnections),
+    shards: int(flags.shards),
   });
 }
 
