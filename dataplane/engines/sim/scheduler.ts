@@ -247,8 +247,6 @@ export interface SchedulerHooks {
 
 export class Scheduler {
   readonly running: SimRequest[] = [];
-  /** Prompt tokens low-priority requests may still compute in the step being scheduled. */
-  private lowPrefillLeft = Number.POSITIVE_INFINITY;
   readonly waiting = new Deque<SimRequest>();
   /** Requests waiting or loading, not counting aborted ones still in the queue. */
   numWaiting = 0;
@@ -292,7 +290,19 @@ export class Scheduler {
     // requests above it compute none this step.
     const prefillFloor = pp ? this.prefillFloor(atMs) : Number.POSITIVE_INFINITY;
     // With priorityPrefill, prompt tokens left this step for requests of priority above 0, together.
-    this.lowPrefillLeft = pp ? pp.chunkTokens : Number.POSITIVE_INFINITY;
+    let lowLeft = pp ? pp.chunkTokens : Number.POSITIVE_INFINITY;
+    /** Prompt tokens `req` may compute this step out of the `n` it has left (0: none this step). */
+    const chunk = (req: SimRequest, n: number): number => {
+      if (threshold > 0 && n > threshold) n = threshold;
+      if (pp && req.priority > 0 && n > lowLeft) n = lowLeft;
+      return n;
+    };
+    /** Puts `n` new tokens of `req` in this step. */
+    const take = (req: SimRequest, n: number): void => {
+      batch.add(req, n);
+      budget -= n;
+      if (pp && req.priority > 0 && n > 1) lowLeft -= n;
+    };
 
     for (let i = 0; i < running.length && budget > 0; ) {
       const req = running[i] as SimRequest;
@@ -302,7 +312,7 @@ export class Scheduler {
           i++;
           continue;
         }
-        n = this.chunk(req, n, threshold, pp);
+        n = chunk(req, n);
         if (n === 0) {
           i++;
           continue;
@@ -323,9 +333,7 @@ export class Scheduler {
       if (!ok) break;
       if (need > 0) kv.allocate(req.blocks, need);
       this.storeFull(req, req.computed + n);
-      batch.add(req, n);
-      budget -= n;
-      if (pp && req.priority > 0 && n > 1) this.lowPrefillLeft -= n;
+      take(req, n);
       i++;
     }
     if (preempted) return true;
@@ -366,7 +374,7 @@ export class Scheduler {
       }
       const start = req.computed > 0 ? req.computed : hit * bs;
       if (req.priority > prefillFloor) break; // the queue is in priority order: nobody after may prefill
-      let n = this.chunk(req, req.numTokens - start, threshold, pp);
+      let n = chunk(req, req.numTokens - start);
       if (n === 0) break;
       if (n > budget) n = budget;
       const need = Math.ceil((start + n) / bs) - req.blocks.length - hit;
@@ -384,18 +392,9 @@ export class Scheduler {
       this.storeFull(req, start + n);
       req.state = RUNNING;
       running.push(req);
-      batch.add(req, n);
-      budget -= n;
-      if (pp && req.priority > 0 && n > 1) this.lowPrefillLeft -= n;
+      take(req, n);
     }
     return false;
-  }
-
-  /** Prompt tokens `req` may compute this step out of the `n` it has left (0: none this step). */
-  private chunk(req: SimRequest, n: number, threshold: number, pp: PriorityPrefill | undefined): number {
-    if (threshold > 0 && n > threshold) n = threshold;
-    if (pp && req.priority > 0 && n > this.lowPrefillLeft) n = this.lowPrefillLeft;
-    return n;
   }
 
   /** Smallest priority of a request with prompt tokens to compute at `atMs` (running or at the queue's head). */
