@@ -217,16 +217,27 @@ describe("proxying to node agents", () => {
   it("retries on another node when the first cannot be reached, and cools the failed one down", async () => {
     const { model, nodes } = await modelWithNodes(2);
     const [a, b] = nodes as unknown as [{ id: string }, { id: string }];
-    mockAgents((s) => {
+    const seen = mockAgents((s) => {
       if (s.url.includes(a.id)) throw new TypeError("connection refused");
       return Response.json({ id: "ok", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
     });
-    for (let i = 0; i < 4; i++) {
+    const attemptsOnA = () => seen.filter((s) => s.url.includes(a.id)).length;
+    // Least-request breaks ties at random, so the first requests may all go straight to b:
+    // send until one has been tried on a (bounded; 1/2^30 odds of never trying it).
+    for (let i = 0; i < 30 && attemptsOnA() === 0; i++) {
       const res = await chat(key, { model, messages: [{ role: "user", content: "hi" }] });
       expect(res.status).toBe(200);
       expect(res.headers.get("x-switchyard-node")).toBe(b.id);
       await res.arrayBuffer();
     }
+    expect(attemptsOnA()).toBe(1);
+    // Cooling down: the next requests go to b without another attempt on a.
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(key, { model, messages: [{ role: "user", content: "hi" }] });
+      expect(res.headers.get("x-switchyard-node")).toBe(b.id);
+      await res.arrayBuffer();
+    }
+    expect(attemptsOnA()).toBe(1);
     const snap = await poolSnapshot(model);
     expect(snap.nodes.find((n) => n.nodeId === a.id)?.status).toBe("failing");
     expect(await waitIdle(model)).toBe(0);
