@@ -1,13 +1,17 @@
 /**
  * Per-engine admission: at most `maxConcurrency` requests run on the engine, up to `maxWaiting`
- * more wait in FIFO order, and anything beyond is refused at once so the edge can try another node.
- * A waiting request whose client goes away leaves the queue.
+ * more wait, and anything beyond is refused at once so the edge can try another node. Waiters
+ * are served by the edge's priority mark (engine scale: lower first, as vLLM orders them), first
+ * come first served within one priority, so a light tenant's request the edge marked `high` does
+ * not queue behind a flooding tenant's backlog here either. A waiting request whose client goes
+ * away leaves the queue.
  */
 import { ApiError } from "../../protocol/openai-error";
 
 export type Release = () => void;
 
 interface Waiter {
+  priority: number;
   grant: (release: Release) => void;
   fail: (err: unknown) => void;
 }
@@ -29,7 +33,8 @@ export class Admission {
     return this.queue.length;
   }
 
-  acquire(signal: AbortSignal): Promise<Release> {
+  /** `priority` on the engine scale (−1 high, 0 normal, 1 low); requests without a mark are normal. */
+  acquire(signal: AbortSignal, priority = 0): Promise<Release> {
     if (signal.aborted) return Promise.reject(new ApiError(499, "The client closed the request.", { code: "client_closed" }));
     if (this.active < this.maxConcurrency) {
       this.active++;
@@ -40,6 +45,7 @@ export class Admission {
     }
     return new Promise<Release>((resolve, reject) => {
       const waiter: Waiter = {
+        priority,
         grant: (release) => {
           signal.removeEventListener("abort", onAbort);
           resolve(release);
@@ -52,7 +58,10 @@ export class Admission {
         reject(new ApiError(499, "The client closed the request.", { code: "client_closed" }));
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.queue.push(waiter);
+      // Behind every waiter of the same or a more urgent priority: FIFO within a priority.
+      const at = this.queue.findIndex((w) => w.priority > priority);
+      if (at < 0) this.queue.push(waiter);
+      else this.queue.splice(at, 0, waiter);
     });
   }
 

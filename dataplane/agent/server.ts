@@ -160,7 +160,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     const priority = priorityOf(req.headers.get(HeaderNames.priority));
     const log = deps.log.child({ requestId, model: body.model });
     const signal = req.signal;
-    const release: Release = await slot.admission.acquire(signal);
+    const release: Release = await slot.admission.acquire(signal, priority);
     let response: Response;
     try {
       response = await slot.engine.handle({ requestId, endpoint, body, rawBody: raw, ...(tenantId ? { tenantId } : {}), ...(cacheNamespace ? { cacheNamespace } : {}), ...(priority !== undefined ? { priority } : {}), signal });

@@ -1,6 +1,6 @@
 /**
- * Per-engine admission: a concurrency cap, a bounded FIFO queue, and no leaked slots whatever the
- * order of releases and client aborts.
+ * Per-engine admission: a concurrency cap, a bounded queue served by priority then arrival, and no
+ * leaked slots whatever the order of releases and client aborts.
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
@@ -62,6 +62,33 @@ describe("Admission", () => {
     expect(order).toEqual([1, 2, 3]);
     expect(a.running).toBe(0);
     expect(a.waiting).toBe(0);
+  });
+
+  it("serves waiters by priority (lower first, as vLLM), first come first served within one", async () => {
+    const a = new Admission(1, 10);
+    const first = await a.acquire(never());
+    const order: string[] = [];
+    const waiters = (
+      [
+        ["low-1", 1],
+        ["normal-1", 0],
+        ["low-2", 1],
+        ["high-1", -1],
+        ["unmarked", undefined],
+        ["high-2", -1],
+      ] as const
+    ).map(([name, priority]) =>
+      a.acquire(never(), priority).then((release) => {
+        order.push(name);
+        // Each grantee runs briefly and hands the slot on.
+        setImmediate(release);
+      }),
+    );
+    first();
+    await Promise.all(waiters);
+    await tick();
+    expect(order).toEqual(["high-1", "high-2", "normal-1", "unmarked", "low-1", "low-2"]);
+    expect(a.running).toBe(0);
   });
 
   it("refuses beyond maxWaiting with 503 node_overloaded and a retry-after", async () => {
@@ -145,9 +172,9 @@ describe("Admission", () => {
   });
 
   it("property: any interleaving of acquires, releases and aborts keeps the counts exact", async () => {
-    type Op = { kind: "acquire" } | { kind: "release"; pick: number } | { kind: "abort"; pick: number };
+    type Op = { kind: "acquire"; priority: number } | { kind: "release"; pick: number } | { kind: "abort"; pick: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.constant<Op>({ kind: "acquire" }),
+      fc.integer({ min: -1, max: 1 }).map<Op>((priority) => ({ kind: "acquire", priority })),
       fc.nat().map<Op>((pick) => ({ kind: "release", pick })),
       fc.nat().map<Op>((pick) => ({ kind: "abort", pick })),
     );
@@ -155,22 +182,33 @@ describe("Admission", () => {
       fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 4 }), fc.array(op, { maxLength: 60 }), async (cap, maxWaiting, ops) => {
         const a = new Admission(cap, maxWaiting);
         const holding: Release[] = [];
-        const waiting: Array<{ ac: AbortController; p: ReturnType<typeof track<Release>> }> = [];
+        const waiting: Array<{ ac: AbortController; p: ReturnType<typeof track<Release>>; priority: number; seq: number; queued: boolean }> = [];
+        let seq = 0;
         const settle = async () => {
+          // Freed slots must go to the most urgent priority first, then the oldest.
+          const due = waiting.filter((w) => w.queued && !w.ac.signal.aborted).sort((x, y) => x.priority - y.priority || x.seq - y.seq);
           await tick();
+          const granted: typeof waiting = [];
           for (let i = waiting.length - 1; i >= 0; i--) {
             const w = waiting[i]!;
-            if (!w.p.settled()) continue;
+            if (!w.p.settled()) {
+              w.queued = true;
+              continue;
+            }
             waiting.splice(i, 1);
             const r = w.p.value();
-            if (r) holding.push(r);
+            if (r) {
+              holding.push(r);
+              if (w.queued) granted.push(w);
+            }
           }
+          expect(granted.map((w) => w.seq).sort((x, y) => x - y)).toEqual(due.slice(0, granted.length).map((w) => w.seq).sort((x, y) => x - y));
         };
         for (const o of ops) {
           if (o.kind === "acquire") {
             const ac = new AbortController();
-            const p = track(a.acquire(ac.signal));
-            waiting.push({ ac, p });
+            const p = track(a.acquire(ac.signal, o.priority));
+            waiting.push({ ac, p, priority: o.priority, seq: seq++, queued: false });
           } else if (o.kind === "release" && holding.length > 0) {
             const [r] = holding.splice(o.pick % holding.length, 1);
             r!();

@@ -84,6 +84,26 @@ describe("priority to an in-process emulator", () => {
     expect(enginePriority("normal")).toBe(0);
   });
 
+  it("requests queued at the agent reach the engine by mark: high ahead of an earlier low backlog", async () => {
+    // One request at a time, and slow, so that three queue at the agent behind the first.
+    const agent = await startWith({ kind: "sim", model: MODEL, timeScale: 0.2, maxConcurrency: 1 });
+    const slot = agent.engines.get(MODEL)!;
+    const seen = corePriorities(slot.engine as SimEngine);
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(cond()).toBe(true);
+    };
+    const holder = send(agent, "holder", "low", { max_tokens: 40 });
+    await until(() => seen.has("holder"));
+    const queued = [send(agent, "low-1", "low"), send(agent, "low-2", "low")];
+    await until(() => slot.admission.waiting === 2);
+    queued.push(send(agent, "high-1", "high"));
+    await until(() => slot.admission.waiting === 3);
+    expect(seen.size).toBe(1);
+    for (const res of await Promise.all([holder, ...queued])) expect(res.status).toBe(200);
+    expect([...seen.keys()]).toEqual(["holder", "high-1", "low-1", "low-2"]);
+  });
+
   it("a mark changed after signing is refused before it reaches the engine", async () => {
     const agent = await startWith({ kind: "sim", model: MODEL, timeScale: 1_000 });
     const seen = corePriorities(agent.engines.get(MODEL)?.engine as SimEngine);
