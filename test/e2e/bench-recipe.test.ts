@@ -4,18 +4,22 @@
  * and the report — raw results, summaries, charts, comparison, machine.json and recipe.json on disk —
  * plus what each recipe is for: routing strategies, KV hit rates at 1× and 8× KV, sessions kept in
  * order on one node with their history cached, per-tenant service under VTC and FCFS, and a stop
- * half-way that keeps what was measured.
+ * half-way that keeps what was measured — in process, and as a user's Ctrl-C of `switchyard bench
+ * recipe` in a terminal.
  */
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type ResultRecord, loadRun } from "../../bench/client/records";
+import { descendants, roleOf } from "../../bench/load/processes";
 import type { RecipeResult } from "../../bench/recipes/common";
 import { fairnessRecipe } from "../../bench/recipes/fairness";
 import { kvOffloadRecipe } from "../../bench/recipes/kv-offload";
 import { multiTurnRecipe } from "../../bench/recipes/multi-turn";
 import { routingRecipe } from "../../bench/recipes/routing";
 import type { RunSummary } from "../../bench/report/summary";
+import { ROOT } from "../../scripts/dev-stack";
 import { tempDir } from "../support/tmp";
 
 const dir = tempDir("bench-recipe");
@@ -265,5 +269,89 @@ describe("bench recipe stopped half-way (Ctrl-C)", () => {
     expect(existsSync(join(out, "raw", "workload-1-gpu-prefix-cache.jsonl"))).toBe(false);
     expect(JSON.parse(readFileSync(join(out, "raw", "workload-1-no-prefix-cache.run.json"), "utf8"))).toMatchObject({ interrupted: true });
     expect(JSON.parse(readFileSync(join(out, "recipe.json"), "utf8"))).toMatchObject({ recipe: "kv-offload", interrupted: true, runs: [{ file: "raw/workload-1-no-prefix-cache.jsonl" }] });
+  });
+});
+
+describe("switchyard bench recipe stopped with Ctrl-C", () => {
+  it("exits 130 soon after, keeps the interrupted run's finished requests, skips the next run, writes the report and leaves no stack process behind", async () => {
+    const out = join(dir.path, "cli-stopped");
+    const first = join(out, "raw", "random-qps4.jsonl");
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SWITCHYARD_")) env[k] = v;
+    // Its own process group, as a shell's foreground job: Ctrl-C is SIGINT to the whole group.
+    const cli = spawn(process.execPath, [join(ROOT, "bin", "switchyard.mjs"), "bench", "recipe", "routing", "--scale", "tiny", "--out", out], { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    cli.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    cli.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((ok, fail) => {
+      cli.on("error", fail);
+      cli.on("close", (code) => ok(code));
+    });
+    const ctrlC = () => {
+      try {
+        process.kill(-(cli.pid as number), "SIGINT");
+      } catch {
+        // Already gone.
+      }
+    };
+    let stack: Array<{ pid: number; cmdline: string; role: string }> = [];
+    // A pid that now runs something else was reused, not left over.
+    const stillRunning = () =>
+      stack.filter((p) => {
+        try {
+          return readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0").join(" ").trim() === p.cmdline;
+        } catch {
+          return false;
+        }
+      });
+    try {
+      // Once the first run has a few answers: the stack is up and a run is in progress.
+      const deadline = Date.now() + 45_000;
+      while (!(existsSync(first) && readFileSync(first, "utf8").split("\n").length > 4) && Date.now() < deadline && cli.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      expect(existsSync(first), stderr).toBe(true);
+      stack = descendants(cli.pid as number).map((p) => ({ pid: p.pid, cmdline: p.cmdline, role: roleOf(p.cmdline) }));
+      // The stack that was running: the edge (wrangler and workerd) and both nodes' agents.
+      const roles = stack.map((p) => p.role);
+      expect(roles).toContain("edge (workerd)");
+      expect(roles).toContain("edge (wrangler, node)");
+      expect(roles.filter((r) => r === "agents")).toHaveLength(2);
+      ctrlC();
+      const t = Date.now();
+      const code = await exited;
+      const stopMs = Date.now() - t;
+      expect(code, stderr).toBe(130);
+      // Prompt: the stack's processes get 8 s each to stop gracefully, the report a few seconds.
+      expect(stopMs).toBeLessThan(25_000);
+      // The stack is stopped with the recipe: no edge, agent or engine is left running.
+      expect(stillRunning().map((p) => `${p.pid} ${p.role}: ${p.cmdline}`)).toEqual([]);
+    } finally {
+      // A failed check above must not leave the stack behind for the next tests.
+      if (cli.exitCode === null && cli.signalCode === null) {
+        stack = [...stack, ...descendants(cli.pid as number).map((p) => ({ pid: p.pid, cmdline: p.cmdline, role: roleOf(p.cmdline) }))];
+        process.kill(-(cli.pid as number), "SIGKILL");
+      }
+      for (const p of stillRunning()) process.kill(p.pid, "SIGKILL");
+    }
+    expect(stderr).toContain("[routing] stopping: in-flight requests are recorded as cancelled, partial results are written");
+
+    // The interrupted run: what finished is kept, in-flight requests are marked cancelled, and the
+    // rest not sent; the run after it was skipped.
+    const run = await loadRun(first);
+    expect(run.meta).toMatchObject({ system: "random", interrupted: true });
+    const ok = run.records.filter((r) => r.status === "ok");
+    expect(ok.length).toBeGreaterThanOrEqual(4);
+    for (const r of ok) expect(r.ttft_ms as number).toBeGreaterThan(0);
+    expect(run.records.every((r) => r.status === "ok" || r.status === "cancelled")).toBe(true);
+    expect(run.meta.ok + run.meta.cancelled + run.meta.not_sent).toBe(run.meta.requests_total);
+    expect(run.meta.cancelled + run.meta.not_sent).toBeGreaterThan(0);
+    expect(existsSync(join(out, "raw", "prefix-cache-qps4.jsonl"))).toBe(false);
+    // The report of what was measured, listed on stdout.
+    for (const f of ["summary.json", "summary.md", "compare.md", "machine.json", "recipe.json", "charts/ttft-cdf.svg", "charts/ttft-cdf.png"]) {
+      expect(existsSync(join(out, f)), f).toBe(true);
+      expect(stdout, f).toContain(join(out, f));
+    }
+    expect(JSON.parse(readFileSync(join(out, "recipe.json"), "utf8"))).toMatchObject({ recipe: "routing", interrupted: true, runs: [{ file: "raw/random-qps4.jsonl" }] });
+    expect(readFileSync(join(out, "compare.md"), "utf8")).toContain("| shared-prefix | 4 |");
   });
 });
