@@ -15,7 +15,9 @@ export default defineProject(async () => {
             TEST_MIGRATIONS: migrations,
             ADMIN_TOKEN: "test-admin-token-0123456789",
             NODE_SECRET_KEY: "test-node-secret-key-0123456789",
-            HEARTBEAT_INTERVAL_MS: "1000",
+            // Stale after 3 intervals + 1 s = 31 s, so a test's nodes stay live through the test even
+            // on a loaded box (pool.test.ts checks the stale bound with a short interval of its own).
+            HEARTBEAT_INTERVAL_MS: "10000",
           },
         },
       }),
@@ -24,6 +26,10 @@ export default defineProject(async () => {
       name: "worker",
       include: ["test/worker/**/*.test.ts"],
       setupFiles: ["./test/worker/apply-migrations.ts"],
+      // vitest's 5 s default is too tight on a loaded 2-core CI box; a test cut off by its timeout
+      // keeps running in the background and can disturb the next one (shared fetch mocks).
+      testTimeout: 60_000,
+      hookTimeout: 60_000,
     },
   };
 });

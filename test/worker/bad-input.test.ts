@@ -29,7 +29,7 @@ beforeAll(async () => {
 });
 
 beforeEach(async () => {
-  // Test heartbeats come every second here; a node silent for three is lost, so keep it alive.
+  // A node silent for the stale bound (31 s with the tests' interval) is lost: keep it alive however long the tests run.
   expect((await heartbeat(nodeId, nodeSecret, [engine(model)])).status).toBe(200);
   forwarded = [];
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {

@@ -53,7 +53,8 @@ function chat(key: string, model: string, extra: Record<string, unknown> = {}, s
   });
 }
 
-async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 3_000): Promise<void> {
+/** Polls until `cond` holds; the deadline is generous because a loaded CI box can be slow. */
+async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
   const t0 = Date.now();
   while (!(await cond())) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
@@ -104,6 +105,7 @@ afterEach(() => vi.restoreAllMocks());
 
 describe("GET /admin/stats", () => {
   it("lists every pool with its nodes' health and load, and every tenant", async () => {
+    const beforeBeat = Date.now();
     const { model, node } = await modelWithNode({}, { running: 3, kvUsage: 0.25, maxConcurrency: 8 });
     const { tenantId } = await createTenantWithKey();
     const res = await admin<Summary>("GET", "/stats");
@@ -115,7 +117,9 @@ describe("GET /admin/stats", () => {
       expect.objectContaining({ node_id: node, status: "healthy", inflight: 0, node_limit: 8, load: 0, running: 3, kv_usage: 0.25, kv_capacity_tokens: 100_000 }),
     ]);
     expect(pool?.node_status).toEqual({ healthy: 1 });
-    expect(pool?.nodes[0]?.heartbeat_age_ms).toBeLessThan(5_000);
+    // The age of the one beat sent, however long the box took between it and this read.
+    expect(pool?.nodes[0]?.heartbeat_age_ms).toBeGreaterThanOrEqual(0);
+    expect(pool?.nodes[0]?.heartbeat_age_ms).toBeLessThanOrEqual(Date.now() - beforeBeat);
     expect(res.body.tenants.find((t) => t.id === tenantId)).toMatchObject({ inflight: 0, waiting: 0, limit_state: null, rejections: { limits: null } });
   });
 
@@ -163,7 +167,7 @@ describe("GET /admin/stats", () => {
 
 describe("pool stats", () => {
   it("shows a waiting queue: who waits, who runs, how full the node is", async () => {
-    const { model, node } = await modelWithNode({ node_limit: 1, max_queue_wait_ms: 10_000 });
+    const { model, node } = await modelWithNode({ node_limit: 1, max_queue_wait_ms: 60_000 });
     const a = await createTenantWithKey();
     const b = await createTenantWithKey();
     const open = holdingAgents();
@@ -200,6 +204,8 @@ describe("pool stats", () => {
     const open = holdingAgents();
     const running = await chat(runner.key, model, { stream: true });
     expect((await chat(waiter.key, model, { stream: true })).status).toBe(429);
+    // The next one must still be waiting when the client leaves, however slowly this box polls.
+    await configureModel(model, { node_limit: 1, max_queue_wait_ms: 60_000 });
     const controller = new AbortController();
     const left = chat(waiter.key, model, { stream: true }, controller.signal).catch((e: unknown) => e);
     await until(async () => (await poolStats(model)).waiting === 1, "the request to queue");
@@ -228,6 +234,7 @@ describe("tenant stats", () => {
     answeringAgents();
     const { key, tenantId } = await createTenantWithKey();
     await admin("PATCH", `/tenants/${tenantId}`, { rpm_limit: 3 });
+    const firstSent = Date.now();
     for (let i = 0; i < 5; i++) await (await chat(key, model, { max_tokens: 5 })).text();
     const s = await tenantStats(tenantId);
     expect(s.limits.rpm_limit).toBe(3);
@@ -236,7 +243,10 @@ describe("tenant stats", () => {
     expect(s.limit_state?.tokens_per_minute).toMatchObject({ limit: null, remaining: null });
     expect(s.rejections.limits?.today).toEqual({ requests: 2, tokens: 0, budget: 0 });
     expect(s.rejections.limits?.month).toEqual({ requests: 2, tokens: 0, budget: 0 });
-    expect(Date.now() - Date.parse(s.rejections.limits?.last_at ?? "")).toBeLessThan(10_000);
+    // The last rejection happened during the requests above (the stamp may be cut to the second).
+    const lastAt = Date.parse(s.rejections.limits?.last_at ?? "");
+    expect(lastAt).toBeGreaterThanOrEqual(Math.floor(firstSent / 1000) * 1000);
+    expect(lastAt).toBeLessThanOrEqual(Date.now());
     // Usage is exact at once (the ledger adds what D1 does not have yet): three requests served.
     expect(s.usage.today).toMatchObject({ requests: 3, input_tokens: 30, output_tokens: 15, failed_requests: 0 });
     expect(s.usage.month).toMatchObject({ requests: 3, input_tokens: 30, output_tokens: 15 });
@@ -247,8 +257,8 @@ describe("tenant stats", () => {
     expect(inSummary?.rejections.limits?.today.requests).toBe(2);
     expect(inSummary?.limit_state?.requests_per_minute.remaining).toBe(0);
     // Its usage comes from D1's aggregates: there once the ledger has flushed.
-    await until(async () => (await summary()).tenants.find((t) => t.id === tenantId)?.usage.today.requests === 3, "the summary's usage", 12_000);
-  }, 20_000);
+    await until(async () => (await summary()).tenants.find((t) => t.id === tenantId)?.usage.today.requests === 3, "the summary's usage", 30_000);
+  });
 
   it("counts budget and token-rate rejections under their own kinds", async () => {
     const { model } = await modelWithNode({ node_limit: 100 }, { maxConcurrency: 100 });
