@@ -44,7 +44,8 @@ function chat(key: string, model: string, signal?: AbortSignal, extra: { body?: 
   });
 }
 
-async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 3_000): Promise<void> {
+/** Polls until `cond` holds; the deadline is generous because a loaded CI box can be slow. */
+async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
   const t0 = Date.now();
   while (!(await cond())) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
@@ -56,10 +57,13 @@ async function oneSlotModel(over: Record<string, unknown> = {}) {
   return (await limitedNode(1, over)).model;
 }
 
-/** A model on one node with `limit` slots (plus VTC's default headroom of one), and the node's secret. */
+/**
+ * A model on one node with `limit` slots (plus VTC's default headroom of one), and the node's secret.
+ * Requests may wait a minute by default, so none times out while a slow box works through a test.
+ */
 async function limitedNode(limit: number, over: Record<string, unknown> = {}) {
   const model = unique("fair");
-  await configureModel(model, { node_limit: limit, max_queue_wait_ms: 5_000, ...over });
+  await configureModel(model, { node_limit: limit, max_queue_wait_ms: 60_000, ...over });
   const node = unique("node");
   const secret = await registerNode(node, [model]);
   await heartbeat(node, secret, [engine(model)]);

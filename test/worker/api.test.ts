@@ -44,8 +44,10 @@ function mockAgents(handler: (seen: Seen) => Response | Promise<Response>): Seen
   return seen;
 }
 
+/** In-flight count once releases (sent in waitUntil) have landed, or what is left after 20 s. */
 async function waitIdle(pool: string): Promise<number> {
-  for (let i = 0; i < 50; i++) {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
     const snap = await poolSnapshot(pool);
     if (snap.inflight === 0) return 0;
     await new Promise((r) => setTimeout(r, 20));
