@@ -28,7 +28,11 @@ import { type FaultProxy, startFaultProxy } from "./support/fault-proxy";
 
 const MODEL = "sim-8b";
 const LLAMA = "tiny-llama";
-const HEARTBEAT_MS = 500;
+/**
+ * Short enough for the lost-heartbeats test to be quick, long enough that an agent starved of CPU
+ * on a loaded 2-core box does not miss the stale bound by accident (4 s).
+ */
+const HEARTBEAT_MS = 1_000;
 /** The edge's stale bound for that interval (3 missed beats + 1 s, pool-object.ts). */
 const STALE_MS = HEARTBEAT_MS * 3 + 1_000;
 /** The emulator never stops on its own: max_tokens decides how long a stream runs. */
@@ -180,7 +184,7 @@ function traffic(key: string): { results: Outcome[]; stop: () => Promise<Outcome
 
 async function restartAgent(id: string): Promise<void> {
   await stack.startAgent(id);
-  await waitStatus(id, "healthy", 15_000);
+  await waitStatus(id, "healthy", 30_000);
 }
 
 describe("an agent killed mid-stream", () => {
@@ -195,43 +199,47 @@ describe("an agent killed mid-stream", () => {
     let killedAt = 0;
     let error: unknown;
     try {
-      for await (const chunk of stream) {
-        if (chunk.choices[0]?.delta?.content) chunks++;
-        if (chunks === 5 && killedAt === 0) {
-          // While it streams, the operator sees it in flight on its node and for its tenant.
-          const during = await poolStats();
-          expect(during.nodes.find((n) => n.node_id === node)?.inflight).toBe(1);
-          expect(during.tenants.find((t) => t.tenant_id === id)?.inflight).toBe(1);
-          await stack.stopAgent(node, "SIGKILL");
-          killedAt = Date.now();
+      try {
+        for await (const chunk of stream) {
+          if (chunk.choices[0]?.delta?.content) chunks++;
+          if (chunks === 5 && killedAt === 0) {
+            // While it streams, the operator sees it in flight on its node and for its tenant.
+            const during = await poolStats();
+            expect(during.nodes.find((n) => n.node_id === node)?.inflight).toBe(1);
+            expect(during.tenants.find((t) => t.tenant_id === id)?.inflight).toBe(1);
+            await stack.stopAgent(node, "SIGKILL");
+            killedAt = Date.now();
+          }
         }
+      } catch (err) {
+        error = err;
       }
-    } catch (err) {
-      error = err;
+      expect(killedAt).toBeGreaterThan(0);
+      // An error the SDK raises, naming what happened, within moments: no hang (the client's own
+      // timeout is 30 s; the bound leaves room for a loaded box), no silent truncation.
+      expect(error).toBeInstanceOf(OpenAI.APIError);
+      expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("upstream_stream_broken");
+      expect((error as Error).message).toMatch(/failed mid-stream/);
+      expect(Date.now() - killedAt).toBeLessThan(15_000);
+      expect(chunks).toBeLessThan(3_000);
+
+      // The stream's end reached the client after its usage was recorded: cut off, estimated from
+      // what was streamed (the engine's own count never came).
+      const usage = await usageOf(client);
+      expect(usage).toMatchObject({ num_model_requests: 1, failed_requests: 1, estimated_requests: 1 });
+      expect(usage.output_tokens).toBeGreaterThanOrEqual(chunks);
+      expect(usage.input_tokens).toBeGreaterThan(0);
+
+      const after = await waitUntil("the pool to release the request", async () => {
+        const s = await poolStats();
+        return s.inflight === 0 ? s : undefined;
+      }, 20_000);
+      expect(after.nodes.every((n) => n.inflight === 0)).toBe(true);
+      expect(after.tenants.find((t) => t.tenant_id === id)?.inflight ?? 0).toBe(0);
+    } finally {
+      // A failed assertion must not leave the agent dead for the tests after this one.
+      if (killedAt > 0) await restartAgent(node);
     }
-    expect(killedAt).toBeGreaterThan(0);
-    // An error the SDK raises, naming what happened, within moments: no hang, no silent truncation.
-    expect(error).toBeInstanceOf(OpenAI.APIError);
-    expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("upstream_stream_broken");
-    expect((error as Error).message).toMatch(/failed mid-stream/);
-    expect(Date.now() - killedAt).toBeLessThan(5_000);
-    expect(chunks).toBeLessThan(3_000);
-
-    // The stream's end reached the client after its usage was recorded: cut off, estimated from
-    // what was streamed (the engine's own count never came).
-    const usage = await usageOf(client);
-    expect(usage).toMatchObject({ num_model_requests: 1, failed_requests: 1, estimated_requests: 1 });
-    expect(usage.output_tokens).toBeGreaterThanOrEqual(chunks);
-    expect(usage.input_tokens).toBeGreaterThan(0);
-
-    const after = await waitUntil("the pool to release the request", async () => {
-      const s = await poolStats();
-      return s.inflight === 0 ? s : undefined;
-    }, 5_000);
-    expect(after.nodes.every((n) => n.inflight === 0)).toBe(true);
-    expect(after.tenants.find((t) => t.tenant_id === id)?.inflight ?? 0).toBe(0);
-
-    await restartAgent(node);
   });
 });
 
@@ -246,45 +254,56 @@ describe("an agent killed before the first byte", () => {
       client.chat.completions
         .create({ model: MODEL, stream: true, stream_options: { include_usage: true }, max_tokens: 8, messages: [{ role: "user", content: "Are you there?" }] })
         .withResponse();
+    let killed = false;
     try {
-      pending = startRequest();
-      await waitUntil("node-b's engine to hold the request", () => engineB.held.length === 1, 10_000, 20);
-      expect((await stack.admin("POST", "/nodes/node-a/undrain")).status).toBe(200);
-      await stack.stopAgent("node-b", "SIGKILL");
+      try {
+        pending = startRequest();
+        await waitUntil("node-b's engine to hold the request", () => engineB.held.length === 1, 20_000, 20);
+        expect((await stack.admin("POST", "/nodes/node-a/undrain")).status).toBe(200);
+        await stack.stopAgent("node-b", "SIGKILL");
+        killed = true;
+      } finally {
+        engineB.release();
+        await stack.admin("POST", "/nodes/node-a/undrain");
+      }
+      const killedAt = Date.now();
+      const { data: stream, response } = await pending;
+      // Retried at once, not after some timeout (with room for a loaded box).
+      expect(Date.now() - killedAt).toBeLessThan(15_000);
+      expect(response.status).toBe(200);
+      expect(response.headers.get("x-switchyard-node")).toBe("node-a");
+      const requestId = response.headers.get("x-request-id") as string;
+      let content = 0;
+      let finish: string | null | undefined;
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta?.content) content++;
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+        if (chunk.usage) usage = chunk.usage;
+      }
+      expect(content).toBeGreaterThan(0);
+      expect(finish).toBe("length");
+      expect(usage?.completion_tokens).toBe(8);
+
+      // One request in the tenant's usage and one against its rate limit.
+      expect(await usageOf(client)).toMatchObject({ num_model_requests: 1, failed_requests: 0, estimated_requests: 0, input_tokens: usage?.prompt_tokens, output_tokens: 8 });
+      expect(response.headers.get("x-ratelimit-remaining-requests")).toBe("99");
+      const next = await client.chat.completions.create({ model: MODEL, max_tokens: 1, messages: [{ role: "user", content: "again" }] }).withResponse();
+      expect(next.response.headers.get("x-ratelimit-remaining-requests")).toBe("98");
+
+      // The operator finds the failed attempt in the edge's log, under the request's id (wrangler
+      // passes the edge's output on to the file: give it a moment on a slow box).
+      const edgeLogHas = () =>
+        readFileSync(join(dir.path, "logs", "edge.log"), "utf8")
+          .split("\n")
+          .some((l) => l.includes(requestId) && l.includes("node_attempt_failed") && l.includes("node-b"));
+      await waitUntil("the failed attempt in the edge's log", edgeLogHas, 10_000);
+      // Releases are sent once a response has ended (waitUntil): the last one may still be on its way.
+      await waitUntil("every request released", async () => (await poolStats()).inflight === 0, 20_000);
     } finally {
-      engineB.release();
-      await stack.admin("POST", "/nodes/node-a/undrain");
+      // A failed assertion must not leave node-b's agent dead for the tests after this one.
+      if (killed) await restartAgent("node-b");
     }
-    const killedAt = Date.now();
-    const { data: stream, response } = await pending;
-    expect(Date.now() - killedAt).toBeLessThan(5_000);
-    expect(response.status).toBe(200);
-    expect(response.headers.get("x-switchyard-node")).toBe("node-a");
-    const requestId = response.headers.get("x-request-id") as string;
-    let content = 0;
-    let finish: string | null | undefined;
-    let usage: OpenAI.CompletionUsage | undefined;
-    for await (const chunk of stream) {
-      if (chunk.choices[0]?.delta?.content) content++;
-      finish = chunk.choices[0]?.finish_reason ?? finish;
-      if (chunk.usage) usage = chunk.usage;
-    }
-    expect(content).toBeGreaterThan(0);
-    expect(finish).toBe("length");
-    expect(usage?.completion_tokens).toBe(8);
-
-    // One request in the tenant's usage and one against its rate limit.
-    expect(await usageOf(client)).toMatchObject({ num_model_requests: 1, failed_requests: 0, estimated_requests: 0, input_tokens: usage?.prompt_tokens, output_tokens: 8 });
-    expect(response.headers.get("x-ratelimit-remaining-requests")).toBe("99");
-    const next = await client.chat.completions.create({ model: MODEL, max_tokens: 1, messages: [{ role: "user", content: "again" }] }).withResponse();
-    expect(next.response.headers.get("x-ratelimit-remaining-requests")).toBe("98");
-
-    // The operator finds the failed attempt in the edge's log, under the request's id.
-    const edgeLog = readFileSync(join(dir.path, "logs", "edge.log"), "utf8").split("\n");
-    expect(edgeLog.some((l) => l.includes(requestId) && l.includes("node_attempt_failed") && l.includes("node-b"))).toBe(true);
-    expect((await poolStats()).inflight).toBe(0);
-
-    await restartAgent("node-b");
   });
 });
 
@@ -320,13 +339,13 @@ describe("an engine crash", () => {
       expect(crashedAt).toBeGreaterThan(0);
       expect(error).toBeInstanceOf(OpenAI.APIError);
       expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("upstream_stream_broken");
-      expect(Date.now() - crashedAt).toBeLessThan(5_000);
+      expect(Date.now() - crashedAt).toBeLessThan(15_000);
       expect(await usageOf(client)).toMatchObject({ num_model_requests: 1, failed_requests: 1 });
-      await waitUntil("the pool to release the request", async () => (await poolStats()).inflight === 0, 5_000);
+      await waitUntil("the pool to release the request", async () => (await poolStats()).inflight === 0, 20_000);
     } finally {
       await engineB.restart();
     }
-    await waitStatus("node-b", "healthy", 5_000);
+    await waitStatus("node-b", "healthy", 20_000);
   });
 
   it("is reported unhealthy by its agent and routed around without a failed request; both recover when it returns", async () => {
@@ -334,32 +353,32 @@ describe("an engine crash", () => {
     const agentHealth = async () => (await fetch(`${stack.agents.get("node-b")?.url}/healthz`)).status;
     // Start from a known state: the agent sees its engine up and the pool has heard so (a heartbeat
     // from the previous test's outage must not pass for this one's detection).
-    await waitUntil("node-b's agent to see its engine up", async () => (await agentHealth()) === 200, 5_000);
-    await waitStatus("node-b", "healthy", 5_000);
+    await waitUntil("node-b's agent to see its engine up", async () => (await agentHealth()) === 200, 20_000);
+    await waitStatus("node-b", "healthy", 20_000);
     const load = traffic(key);
     let engineDown = false;
     try {
-      await waitUntil("traffic on both nodes", () => new Set(load.results.map((r) => r.node)).size >= 2, 10_000);
+      await waitUntil("traffic on both nodes", () => new Set(load.results.map((r) => r.node)).size >= 2, 20_000);
       await engineB.crash();
       engineDown = true;
       const crashedAt = Date.now();
       // The agent notices at its next health poll, then still beats, saying its engine is unhealthy:
-      // the node is not lost but unhealthy.
-      await waitUntil("node-b's agent to report its engine down", async () => (await agentHealth()) === 503, 5_000);
-      await waitStatus("node-b", "unhealthy", 5_000);
+      // the node is not lost but unhealthy. (Seconds normally; the bounds leave room for a loaded box.)
+      await waitUntil("node-b's agent to report its engine down", async () => (await agentHealth()) === 503, 15_000);
+      await waitStatus("node-b", "unhealthy", 15_000);
       const detectedAt = Date.now();
-      expect(detectedAt - crashedAt).toBeLessThan(5_000);
-      await new Promise((r) => setTimeout(r, 1_500));
-      const whileDown = load.results.filter((r) => r.startedAt > detectedAt);
-      expect(whileDown.length).toBeGreaterThan(3);
+      // Requests sent once the pool knows (however slowly a loaded box sends them) all go to node-a.
+      const whileDown = await waitUntil("four requests sent after the detection", () => {
+        const after = load.results.filter((r) => r.startedAt > detectedAt);
+        return after.length > 3 ? after : undefined;
+      }, 20_000);
       expect(whileDown.every((r) => r.node === "node-a")).toBe(true);
 
       await engineB.restart();
       engineDown = false;
-      const recoverMs = await waitStatus("node-b", "healthy", 5_000);
-      expect(recoverMs).toBeLessThan(5_000);
+      await waitStatus("node-b", "healthy", 20_000);
       const recoveredAt = Date.now();
-      await waitUntil("a request served by node-b again", () => load.results.some((r) => r.startedAt > recoveredAt && r.node === "node-b"), 10_000);
+      await waitUntil("a request served by node-b again", () => load.results.some((r) => r.startedAt > recoveredAt && r.node === "node-b"), 20_000);
       expect(crashedAt).toBeLessThan(detectedAt);
     } finally {
       await load.stop();
@@ -407,23 +426,31 @@ describe("heartbeats lost", () => {
     const { key } = await tenant("beats");
     const load = traffic(key);
     try {
-      await waitUntil("traffic on both nodes", () => new Set(load.results.map((r) => r.node)).size >= 2, 10_000);
+      await waitUntil("traffic on both nodes", () => new Set(load.results.map((r) => r.node)).size >= 2, 20_000);
       heartbeatsA.block();
-      const lostMs = await waitStatus("node-a", "lost", STALE_MS + 3_000);
-      expect(lostMs).toBeGreaterThanOrEqual(STALE_MS - HEARTBEAT_MS);
+      // Lost, and not before the stale bound had passed since the last beat the edge received (its
+      // own record; beats delayed on a loaded box make "since the block" the wrong clock).
+      const { lastBeat, seenAt } = await waitUntil("node-a to be lost", async () => {
+        const nodes = await stack.waitForNodes(() => true);
+        const live = nodes.find((n) => n.id === "node-a")?.live.find((l) => l.model === MODEL) as { status: string; last_heartbeat_at: string } | undefined;
+        return live?.status === "lost" ? { lastBeat: Date.parse(live.last_heartbeat_at), seenAt: Date.now() } : undefined;
+      }, STALE_MS + 15_000, 50);
+      expect(seenAt - lastBeat).toBeGreaterThan(STALE_MS);
       const lostAt = Date.now();
       // The agent knows: its failed beats are counted on its /metrics.
       const metrics = await (await fetch(`${stack.agents.get("node-a")?.url}/metrics`)).text();
       expect(Number(/switchyard_agent_heartbeats_total\{[^}]*result="failed"[^}]*\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeGreaterThan(0);
-      await new Promise((r) => setTimeout(r, 1_500));
-      const whileLost = load.results.filter((r) => r.startedAt > lostAt);
-      expect(whileLost.length).toBeGreaterThan(3);
+      const whileLost = await waitUntil("four requests sent while node-a is lost", () => {
+        const after = load.results.filter((r) => r.startedAt > lostAt);
+        return after.length > 3 ? after : undefined;
+      }, 20_000);
       expect(whileLost.every((r) => r.node === "node-b")).toBe(true);
 
       heartbeatsA.unblock();
-      expect(await waitStatus("node-a", "healthy", HEARTBEAT_MS * 4 + 2_000)).toBeLessThan(HEARTBEAT_MS * 4 + 2_000);
+      // Back at its next beat (a second here; the bound leaves room for a loaded box).
+      await waitStatus("node-a", "healthy", 20_000);
       const backAt = Date.now();
-      await waitUntil("a request served by node-a again", () => load.results.some((r) => r.startedAt > backAt && r.node === "node-a"), 10_000);
+      await waitUntil("a request served by node-a again", () => load.results.some((r) => r.startedAt > backAt && r.node === "node-a"), 20_000);
     } finally {
       heartbeatsA.unblock();
       await load.stop();
@@ -456,7 +483,7 @@ describe("the L2 cache server gone", () => {
     const p2 = await waitUntil("P restored from L2", async () => {
       const r = await ask(client, P);
       return r.cached > 64 ? r : undefined;
-    }, 10_000, 300);
+    }, 30_000, 300);
     expect(p2.text).toBe(p1.text);
     const l2Hits = async () => {
       const metrics = await (await fetch(`${stack.agents.get("node-c")?.url}/metrics`)).text();
@@ -474,14 +501,15 @@ describe("the L2 cache server gone", () => {
     expect(q2.cached).toBeLessThan(p2.cached);
     expect(await l2Hits()).toBe(hitsBefore);
     for (const salt of ["after one", "after two"]) expect((await ask(client, prompt(salt))).text.length).toBeGreaterThan(0);
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    // No request hung on the dead server (four short completions; room left for a loaded box).
+    expect(Date.now() - t0).toBeLessThan(30_000);
     expect(await usageOf(client)).toMatchObject({ failed_requests: 0 });
 
     // The operator sees the tier down in the node's report, the node itself healthy.
     const nodeC = await waitUntil("node-c's report of its L2 server down", async () => {
       const n = (await poolStats(LLAMA)).nodes.find((x) => x.node_id === "node-c");
       return n?.kv_cache?.tiers.find((t) => t.tier === "l2")?.servers_up === 0 ? n : undefined;
-    }, 10_000, 250);
+    }, 20_000, 250);
     expect(nodeC.status).toBe("healthy");
     expect(stack.agents.get("node-c")?.process.exitCode).toBeNull();
   });
@@ -489,7 +517,6 @@ describe("the L2 cache server gone", () => {
 
 describe("the edge restarted, its pool and ledger objects with it", () => {
   it("keeps usage (counted once), VTC counters and the node registry, and frees the slot of a stream it cut", async () => {
-    const { id, client } = await tenant("restart");
     // A stream under way when the edge dies: nobody is left to release its lease.
     const streaming = await tenant("restart-stream");
     const cut = await streaming.client.chat.completions.create({ model: MODEL, stream: true, max_tokens: 3_000, messages: [{ role: "user", content: "A story for the restart." }] });
@@ -499,30 +526,39 @@ describe("the edge restarted, its pool and ledger objects with it", () => {
       () => "ended",
       (err: unknown) => err,
     );
-    // All at once, so that the restart comes before the ledger's flush (2 s after its first record).
-    const answers = await Promise.all([0, 1, 2].map((i) => client.chat.completions.create({ model: MODEL, max_tokens: 4 + i, messages: [{ role: "user", content: `before ${i}` }] })));
-    const prompt = answers.reduce((a, r) => a + (r.usage?.prompt_tokens ?? 0), 0);
-    const completion = answers.reduce((a, r) => a + (r.usage?.completion_tokens ?? 0), 0);
-    const [before, stats, d1] = await Promise.all([
-      usageOf(client),
-      poolStats(),
-      stack.admin<{ tenants: Array<{ id: string; usage: { today: { requests: number } } }> }>("GET", "/stats"),
-    ]);
-    expect(before).toMatchObject({ num_model_requests: 3, input_tokens: prompt, output_tokens: completion });
-    const vtcBefore = stats.tenants.find((t) => t.tenant_id === id)?.vtc_counter;
-    expect(vtcBefore).toBeGreaterThan(0);
-    // Not in D1 yet: what has to survive is the ledger's own log.
-    expect(d1.body.tenants.find((x) => x.id === id)?.usage.today.requests ?? 0).toBe(0);
-
     // node-a cannot beat while the edge is down and back up: what the registry shows of it then
-    // is what the pool object kept.
+    // is what the pool object kept. Cut first, so that a beat already on its way has landed by the
+    // time of the restart.
+    let round: { id: string; client: OpenAI; before: UsageTotals; vtcBefore: number | null | undefined } | undefined;
     heartbeatsA.block();
-    const restartAt = Date.now();
-    // A crash, not a shutdown: the ledger's usage is still unflushed to D1 (it flushes after 2 s).
-    await stack.restartEdge("SIGKILL");
-    // The stream's connection went with the edge: an error, not a hang (no error event can be sent).
-    expect(await cutEnded).toBeInstanceOf(Error);
     try {
+      // Requests all at once, so that the restart comes before the ledger's flush (2 s after its
+      // first record). A loaded box can take longer than that; then the round is run again with a
+      // fresh tenant, so the restart always meets usage that is not in D1 yet.
+      for (let attempt = 1; attempt <= 3 && !round; attempt++) {
+        const { id, client } = await tenant(`restart${attempt}`);
+        const answers = await Promise.all([0, 1, 2].map((i) => client.chat.completions.create({ model: MODEL, max_tokens: 4 + i, messages: [{ role: "user", content: `before ${i}` }] })));
+        const prompt = answers.reduce((a, r) => a + (r.usage?.prompt_tokens ?? 0), 0);
+        const completion = answers.reduce((a, r) => a + (r.usage?.completion_tokens ?? 0), 0);
+        const [before, stats, d1] = await Promise.all([
+          usageOf(client),
+          poolStats(),
+          stack.admin<{ tenants: Array<{ id: string; usage: { today: { requests: number } } }> }>("GET", "/stats"),
+        ]);
+        expect(before).toMatchObject({ num_model_requests: 3, input_tokens: prompt, output_tokens: completion });
+        const vtcBefore = stats.tenants.find((t) => t.tenant_id === id)?.vtc_counter;
+        expect(vtcBefore).toBeGreaterThan(0);
+        // Not in D1 yet: what has to survive is the ledger's own log.
+        if ((d1.body.tenants.find((x) => x.id === id)?.usage.today.requests ?? 0) === 0) round = { id, client, before, vtcBefore };
+      }
+      if (!round) throw new Error("three times the ledger flushed to D1 before the edge could be restarted: the box is too slow for this test");
+      const { id, client, before, vtcBefore } = round;
+
+      const restartAt = Date.now();
+      // A crash, not a shutdown: the ledger's usage is still unflushed to D1 (it flushes after 2 s).
+      await stack.restartEdge("SIGKILL");
+      // The stream's connection went with the edge: an error, not a hang (no error event can be sent).
+      expect(await cutEnded).toBeInstanceOf(Error);
       const nodes = await stack.waitForNodes(() => true);
       const a = nodes.find((n) => n.id === "node-a")?.live.find((l) => l.model === MODEL) as { status: string; last_heartbeat_at?: string } | undefined;
       expect(a).toBeDefined();
@@ -534,14 +570,15 @@ describe("the edge restarted, its pool and ledger objects with it", () => {
       expect(restored.tenants.find((t) => t.tenant_id === streaming.id)?.inflight).toBe(1);
 
       // node-b beats again and serves; node-a rejoins once its beats get through.
-      await waitStatus("node-b", "healthy", 10_000);
+      await waitStatus("node-b", "healthy", 30_000);
       heartbeatsA.unblock();
-      await waitStatus("node-a", "healthy", 10_000);
+      await waitStatus("node-a", "healthy", 30_000);
     } finally {
       heartbeatsA.unblock();
     }
+    const { id, client, before } = round;
     // The cut stream's lease is dropped once its node's beats show nobody runs it (10 beats, ≥ 10 s).
-    await waitUntil("the cut stream's slot to be freed", async () => (await poolStats()).inflight === 0, 20_000, 500);
+    await waitUntil("the cut stream's slot to be freed", async () => (await poolStats()).inflight === 0, 40_000, 500);
     const after = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: "after" }] });
     expect(after.choices[0]?.message.content?.length).toBeGreaterThan(0);
 
@@ -552,7 +589,7 @@ describe("the edge restarted, its pool and ledger objects with it", () => {
       const r = await stack.admin<{ tenants: Array<{ id: string; usage: { today: { requests: number } } }> }>("GET", "/stats");
       const t = r.body.tenants.find((x) => x.id === id);
       return t && t.usage.today.requests >= expected ? t : undefined;
-    }, 15_000, 500);
+    }, 30_000, 500);
     expect(summary.usage.today.requests).toBe(expected);
     expect((await usageOf(client)).num_model_requests).toBe(expected);
   });
