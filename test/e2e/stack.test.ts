@@ -9,7 +9,8 @@ import { type DevStack, startDevStack } from "../../scripts/dev-stack";
 import { tempDir } from "../support/tmp";
 
 const MODEL = "tiny-llama";
-const HEARTBEAT_MS = 500;
+/** Stale after 3 missed beats + 1 s = 4 s: an agent starved of CPU on a loaded box is not lost by accident. */
+const HEARTBEAT_MS = 1_000;
 let stack: DevStack;
 let client: OpenAI;
 const dir = tempDir("e2e");
@@ -124,16 +125,24 @@ describe("OpenAI API through the edge", () => {
     const revoked = await stack.admin("POST", `/keys/${issued.body.id}/revoke`);
     expect(revoked.status).toBe(200);
     const t0 = Date.now();
-    let rejected = false;
-    while (Date.now() - t0 < 8_000 && !rejected) {
-      rejected = await keyed.models.list().then(
+    // Asked until refused. Within the key cache's period (5 s) of the revocation it stops working:
+    // no request sent later than that was served. Sending time, not answer time, is what counts (a
+    // loaded box may be slow to answer).
+    const acceptedSentAfter: number[] = [];
+    let refused = false;
+    while (!refused && Date.now() - t0 < 30_000) {
+      const sentAt = Date.now();
+      refused = await keyed.models.list().then(
         () => false,
         (e: unknown) => e instanceof OpenAI.AuthenticationError,
       );
-      if (!rejected) await new Promise((r) => setTimeout(r, 200));
+      if (!refused) {
+        acceptedSentAfter.push(sentAt - t0);
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
-    expect(rejected).toBe(true);
-    expect(Date.now() - t0).toBeLessThan(7_000);
+    expect(refused).toBe(true);
+    expect(acceptedSentAfter.filter((ms) => ms > 5_500)).toEqual([]);
   });
 });
 
@@ -204,26 +213,35 @@ describe("node agents", () => {
 
   it("when one is killed, its node leaves the pool and requests go to the other; it rejoins on return", async () => {
     await stack.stopAgent("node-b", "SIGKILL");
-    // Requests right after the kill are retried on node-a when node-b refuses connections.
-    for (let i = 0; i < 4; i++) {
-      const { response } = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: `q${i}` }] }).withResponse();
-      expect(response.headers.get("x-switchyard-node")).toBe("node-a");
-    }
-    const nodes = await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-b")?.live.every((l) => l.status === "lost") ?? false, 10_000);
-    expect(nodes.find((n) => n.id === "node-a")?.live[0]?.status).toBe("healthy");
-    await stack.startAgent("node-b");
-    await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-b")?.live.some((l) => l.status === "healthy") ?? false, 10_000);
+    let restarted = false;
     const seen = new Set<string>();
-    for (let i = 0; i < 8 && seen.size < 2; i++) {
-      const { response } = await client.completions.create({ model: MODEL, prompt: `p${i}`, max_tokens: 1 }).withResponse();
-      seen.add(response.headers.get("x-switchyard-node") ?? "");
+    try {
+      // Requests right after the kill are retried on node-a when node-b refuses connections.
+      for (let i = 0; i < 4; i++) {
+        const { response } = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: `q${i}` }] }).withResponse();
+        expect(response.headers.get("x-switchyard-node")).toBe("node-a");
+      }
+      const nodes = await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-b")?.live.every((l) => l.status === "lost") ?? false, 30_000);
+      expect(nodes.find((n) => n.id === "node-a")?.live[0]?.status).toBe("healthy");
+      await stack.startAgent("node-b");
+      restarted = true;
+      await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-b")?.live.some((l) => l.status === "healthy") ?? false, 30_000);
+      // Least-request breaks ties at random: ask until both nodes have answered (bounded; 2^-29 odds
+      // that one never does).
+      for (let i = 0; i < 30 && seen.size < 2; i++) {
+        const { response } = await client.completions.create({ model: MODEL, prompt: `p${i}`, max_tokens: 1 }).withResponse();
+        seen.add(response.headers.get("x-switchyard-node") ?? "");
+      }
+    } finally {
+      // A failed assertion must not leave node-b dead for the tests after this one.
+      if (!restarted) await stack.startAgent("node-b");
     }
     expect(seen).toEqual(new Set(["node-a", "node-b"]));
   });
 
   it("when one shuts down cleanly, the edge stops routing to it at once", async () => {
     await stack.stopAgent("node-a", "SIGTERM");
-    const nodes = await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-a")?.live.every((l) => l.status === "left") ?? false, 5_000);
+    const nodes = await stack.waitForNodes((ns) => ns.find((n) => n.id === "node-a")?.live.every((l) => l.status === "left") ?? false, 30_000);
     expect(nodes.find((n) => n.id === "node-b")?.live[0]?.status).toBe("healthy");
     const { response } = await client.chat.completions.create({ model: MODEL, max_tokens: 2, messages: [{ role: "user", content: "after" }] }).withResponse();
     expect(response.headers.get("x-switchyard-node")).toBe("node-b");
@@ -231,7 +249,7 @@ describe("node agents", () => {
 
   it("with no node left, answers 503 with Retry-After", async () => {
     await stack.stopAgent("node-b", "SIGTERM");
-    await stack.waitForNodes((ns) => ns.every((n) => n.live.every((l) => l.status !== "healthy")), 5_000);
+    await stack.waitForNodes((ns) => ns.every((n) => n.live.every((l) => l.status !== "healthy")), 30_000);
     const err = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.InternalServerError);
     const apiErr = err as InstanceType<typeof OpenAI.InternalServerError>;
