@@ -48,23 +48,26 @@ describe("timing", () => {
     if (!r || !seen) return;
     expect(r.status).toBe("ok");
     // Against what the server actually did (same clock): the first token left the server at
-    // writes[0]; the client saw it within loopback time of that.
+    // writes[0]; the client saw it within loopback time of that (a few ms; the bound leaves room
+    // for a loaded CI box, where the process shares two cores with the rest of the suite).
     const sentAt = res.clockOrigin + r.sent_ms;
     const firstTokenSeen = sentAt + (r.ttft_ms as number);
     expect(firstTokenSeen - (seen.writes[0] as number)).toBeGreaterThanOrEqual(-0.5);
-    expect(firstTokenSeen - (seen.writes[0] as number)).toBeLessThan(5);
-    // Against the script (timers may run late on a busy machine: looser).
+    expect(firstTokenSeen - (seen.writes[0] as number)).toBeLessThan(25);
+    // Against the script: never early; late only by as much as the server's timers (loose, as a
+    // busy machine runs timers late).
     expect(r.ttft_ms as number).toBeGreaterThanOrEqual(119);
-    expect(r.ttft_ms as number).toBeLessThan(150);
+    expect(r.ttft_ms as number).toBeLessThan(400);
     expect(r.itl_ms).toHaveLength(7);
     const actualGaps = seen.writes.slice(1).map((w, i) => w - (seen.writes[i] as number));
-    r.itl_ms.forEach((gap, i) => expect(Math.abs(gap - (actualGaps[i] as number))).toBeLessThan(5));
+    r.itl_ms.forEach((gap, i) => expect(Math.abs(gap - (actualGaps[i] as number))).toBeLessThan(25));
+    // The mean gap and TPOT agree with the server's own mean gap (≈ 25 ms as scripted).
     const meanItl = r.itl_ms.reduce((s, x) => s + x, 0) / r.itl_ms.length;
-    expect(meanItl).toBeGreaterThan(22);
-    expect(meanItl).toBeLessThan(35);
-    // TPOT = (end − first token)/(tokens − 1): ≈ 25 ms.
-    expect(r.tpot_ms as number).toBeGreaterThan(22);
-    expect(r.tpot_ms as number).toBeLessThan(35);
+    const actualMeanGap = actualGaps.reduce((s, x) => s + x, 0) / actualGaps.length;
+    expect(actualMeanGap).toBeGreaterThan(22);
+    expect(Math.abs(meanItl - actualMeanGap)).toBeLessThan(5);
+    // TPOT = (end − first token)/(tokens − 1).
+    expect(Math.abs((r.tpot_ms as number) - actualMeanGap)).toBeLessThan(5);
     expect(r.e2e_ms as number).toBeGreaterThanOrEqual(r.ttft_ms as number);
     expect(r).toMatchObject({ prompt_tokens: 50, completion_tokens: 8, cached_tokens: 32, node: "gpu-1", region: "eu", routing_strategy: "prefix-cache", prefix_blocks: "2/3", http_status: 200, stream: true, expected_output_tokens: 8 });
     // What was sent: the OpenAI request.
@@ -79,7 +82,8 @@ describe("timing", () => {
     expect(r?.status).toBe("ok");
     expect(r?.ttft_ms).toBeNull();
     expect(r?.e2e_ms as number).toBeGreaterThanOrEqual(79);
-    expect(r?.e2e_ms as number).toBeLessThan(120);
+    // Late only by timer and loopback delays (loose: a busy machine runs timers late).
+    expect(r?.e2e_ms as number).toBeLessThan(400);
     expect(r?.output).toBe("whole answer");
     expect(r?.completion_tokens).toBe(2);
     expect(server.requests[0]?.headers.authorization).toBeUndefined();
@@ -93,22 +97,31 @@ describe("open loop", () => {
     const t0 = performance.now();
     const res = await runWorkload(memWorkload(times.map((t) => ({ timestampMs: t }))), { baseUrl: server.url, model: "m" });
     expect(res.ok).toBe(12);
+    // Never early, and late by timer delays only: a client that waited for an answer (800 ms)
+    // would be late by hundreds of ms. Typically a few ms; the bounds leave room for a loaded box.
+    const lateness = res.records.map((r) => r.sent_ms - r.scheduled_ms).sort((a, b) => a - b);
     for (const r of res.records) {
       expect(r.scheduled_ms).toBeCloseTo(r.timestamp_ms, 6);
-      expect(Math.abs(r.sent_ms - r.scheduled_ms)).toBeLessThan(15);
+      expect(r.sent_ms - r.scheduled_ms).toBeGreaterThanOrEqual(-1);
+      expect(r.sent_ms - r.scheduled_ms).toBeLessThan(250);
     }
+    expect(lateness[6] as number).toBeLessThan(50);
     // The server saw them arrive 50 ms apart, all before the first answer came back.
     const arrivals = server.requests.map((s) => s.arrivedAt - t0).sort((a, b) => a - b);
-    arrivals.forEach((a, i) => expect(Math.abs(a - (times[i] as number))).toBeLessThan(20));
+    arrivals.forEach((a, i) => expect(Math.abs(a - (times[i] as number))).toBeLessThan(250));
     expect(server.maxInflight).toBe(12);
   });
 
   it("compresses time with timeScale", async () => {
     script = () => ({ chunks: evenChunks(1, 5, 1) });
     const res = await runWorkload(memWorkload([{ timestampMs: 0 }, { timestampMs: 400 }, { timestampMs: 800 }]), { baseUrl: server.url, model: "m", timeScale: 4 });
-    const sent = res.records.map((r) => r.sent_ms).sort((a, b) => a - b);
-    expect(Math.abs((sent[2] as number) - (sent[0] as number) - 200)).toBeLessThan(20);
     expect(res.records.every((r) => r.scheduled_ms === r.timestamp_ms / 4)).toBe(true);
+    // Sent on the compressed schedule: the last at 200 ms, never early, late by timer delays only
+    // (loose for a loaded box; unscaled it would be 800 ms).
+    for (const r of res.records) {
+      expect(r.sent_ms - r.scheduled_ms).toBeGreaterThanOrEqual(-1);
+      expect(r.sent_ms - r.scheduled_ms).toBeLessThan(250);
+    }
   });
 
   it("never has more than maxConcurrency requests in flight, and records the wait", async () => {
@@ -117,9 +130,10 @@ describe("open loop", () => {
     expect(res.ok).toBe(9);
     expect(server.maxInflight).toBe(3);
     const lags = res.records.map((r) => r.sent_ms - r.scheduled_ms).sort((a, b) => a - b);
-    // Three waves of three: the last three waited about two answers.
+    // Three waves of three: the last three waited about two answers, the first none (less than one
+    // answer's 100 ms, with room for a loaded box).
     expect(lags[8] as number).toBeGreaterThan(180);
-    expect(lags[0] as number).toBeLessThan(20);
+    expect(lags[0] as number).toBeLessThan(90);
   });
 });
 
@@ -139,7 +153,8 @@ describe("stopping", () => {
     const out = join(dir.path, "abort.jsonl");
     const t = performance.now();
     const { meta, result } = await runToFiles(w, { output: out, system: "s", baseUrl: server.url, model: "m", signal: ac.signal, keepRecords: true });
-    expect(performance.now() - t).toBeLessThan(2000);
+    // Stopped at the abort, without waiting for the request scheduled at 5 s (room for a loaded box).
+    expect(performance.now() - t).toBeLessThan(4000);
     expect(result.interrupted).toBe(true);
     expect(meta).toMatchObject({ interrupted: true, ok: 1, cancelled: 1, not_sent: 1, sent: 2, requests_total: 3 });
     const loaded = await loadRun(out);
@@ -167,7 +182,8 @@ describe("sessions and tenants", () => {
     const byTurn = [...res.records].sort((a, b) => (a.turn as number) - (b.turn as number));
     const end0 = (byTurn[0]?.sent_ms as number) + (byTurn[0]?.e2e_ms as number);
     expect(byTurn[1]?.sent_ms as number).toBeGreaterThanOrEqual(end0 + 99);
-    expect(byTurn[1]?.sent_ms as number).toBeLessThan(end0 + 130);
+    // Think time once, not twice (200 ms); the rest is timer delay, loose for a loaded box.
+    expect(byTurn[1]?.sent_ms as number).toBeLessThan(end0 + 180);
     expect(byTurn[1]?.think_time_ms).toBe(100);
     const third = server.requests[2]?.body.messages;
     expect(third).toEqual([
