@@ -189,7 +189,8 @@ describe("time scale", () => {
       expect(modelMs).toBeGreaterThan(600);
       expect(modelMs).toBeLessThan(700);
       expect(wall).toBeGreaterThan((modelMs / 20) * 0.9);
-      expect(wall).toBeLessThan(modelMs / 4);
+      // Far from unscaled (modelMs) or a scale of 2, with room for timer delays on a loaded box.
+      expect(wall).toBeLessThan(modelMs / 3);
     } finally {
       await engine.stop();
     }

@@ -58,7 +58,8 @@ describe("RealClock", () => {
     const wall = performance.now() - wall0;
     expect(clock.now() - model0).toBeGreaterThanOrEqual(399);
     expect(wall).toBeGreaterThanOrEqual(18); // 400 ms / 20
-    expect(wall).toBeLessThan(200);
+    // Unscaled it would take 400 ms; the rest is timer delay, loose for a loaded box.
+    expect(wall).toBeLessThan(350);
   });
 
   it("cancels timers and rejects a bad scale", async () => {
