@@ -228,7 +228,15 @@ describe("sim server: vLLM's cache_salt over HTTP, salted hashes over ZMQ", () =
       for (const e of events) if (e[0] === "BlockStored") stored.push(...(e[1] as number[]));
     });
     await new Promise((resolve) => sub.once("connected", resolve));
-    await new Promise((r) => setTimeout(r, 50)); // the subscription frame reaches the publisher
+    // A publisher drops events until the subscription frame reaches it (a fixed pause may be too
+    // short on a loaded box): probe with throwaway prompts until one's events arrive.
+    for (let i = 0; stored.length === 0; i++) {
+      if (i === 50) throw new Error("no KV events reached the subscriber after 50 probes");
+      const probe = { model: "llama-3-8b", max_tokens: 1, messages: [{ role: "user", content: `subscription probe ${i}: ${"warm-up text ".repeat(8)}` }] };
+      await (await fetch(`${server.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(probe) })).text();
+      for (let t = 0; t < 20 && stored.length === 0; t++) await new Promise((r) => setTimeout(r, 20));
+    }
+    stored.length = 0;
   });
   afterAll(async () => {
     sub?.close();
