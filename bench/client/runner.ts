@@ -19,6 +19,7 @@
  * ```
  */
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { Agent, type Dispatcher } from "undici";
 import type { ChatMessage } from "../datasets/format";
 import { BenchUsageError } from "../lib/errors";
@@ -222,6 +223,9 @@ export async function runWorkload(workload: Workload, opts: RunOptions): Promise
   const ownDispatcher = opts.dispatcher === undefined;
   const dispatcher = opts.dispatcher ?? new Agent({ connections: maxConcurrency, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   const stop = new AbortController();
+  // Every session in its think time and every request waiting for a slot listens for the stop: as
+  // many listeners as sessions in progress, not a leak (Node warns past 10).
+  setMaxListeners(0, stop.signal);
   const onOuterAbort = () => stop.abort();
   opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
   if (opts.signal?.aborted) stop.abort();

@@ -196,6 +196,24 @@ describe("sessions and tenants", () => {
     expect(server.requests[0]?.headers["x-session-key"]).toBe("-/s1");
   });
 
+  it("keeps many sessions in their think time at once without Node's listener-leak warning", async () => {
+    script = () => ({ chunks: [{ atMs: 5, content: "ok" }], usage: { prompt_tokens: 1, completion_tokens: 1 } });
+    const w = memWorkload(Array.from({ length: 24 }, (_, i) => [{ timestampMs: 0, sessionId: `s${i}`, turn: 0 }, { timestampMs: 0, sessionId: `s${i}`, turn: 1, thinkTimeMs: 150 }]).flat());
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    try {
+      const ac = new AbortController();
+      const res = await runWorkload(w, { baseUrl: server.url, model: "m", signal: ac.signal });
+      expect(res.ok).toBe(48);
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings.filter((x) => x.startsWith("MaxListenersExceededWarning"))).toEqual([]);
+  });
+
   it("ends a session at a failed turn", async () => {
     script = () => ({ status: 503, body: { error: { message: "no healthy node", code: "no_capacity" } } });
     const res = await runWorkload(memWorkload([{ timestampMs: 0, sessionId: "a", turn: 0 }, { timestampMs: 0, sessionId: "a", turn: 1 }]), { baseUrl: server.url, model: "m" });
