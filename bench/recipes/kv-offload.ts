@@ -21,7 +21,7 @@ import { generateSharedPrefix } from "../datasets/shared-prefix";
 import { parseDistribution } from "../lib/distribution";
 import { buildWorkload } from "../workloads/build";
 import { isMain, type Recipe, type RecipeOptions, RecipeSession, type Scale, recipeMain, startBenchStack, warmUp } from "./common";
-import { benchSystems, KV_BYTES_PER_MODEL_TOKEN, KV_MODEL_SHAPE, kvSystemsAt, type TierRow, withTierCounts, writeTierTable } from "./kv-systems";
+import { benchSystems, KV_BYTES_PER_MODEL_TOKEN, KV_MODEL_SHAPE, describeSystems, kvSystemsAt, type TierRow, withTierCounts, writeTierTable } from "./kv-systems";
 
 interface KvScale {
   nodes: number;
@@ -101,7 +101,7 @@ export const kvOffloadRecipe: Recipe = {
         seed,
         model_shape: KV_MODEL_SHAPE,
         kv_bytes_per_token: KV_BYTES_PER_MODEL_TOKEN,
-        systems: systems.map((x) => ({ name: x.system.name, title: x.system.title, model: x.model, engine: x.engine, tiers: x.tiers ?? null, nodes: bench.nodesOf(x.model) })),
+        systems: describeSystems(systems, bench),
         workloads: workloads.map((w) => ({ label: w.label, groups: w.groups, footprint_tokens: w.footprintTokens, footprint_factor: w.factor, cluster_kv_tokens: clusterKv })),
         tier_tokens: tierRows,
       },

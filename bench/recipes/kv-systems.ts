@@ -89,6 +89,11 @@ export function benchSystems(systems: KvSystemAt[]): Array<{ model: string; engi
   return systems.map((x) => ({ model: x.model, engine: x.engine, ...(x.tiers ? { kvTiers: x.tiers } : {}) }));
 }
 
+/** How each system ran, for a recipe's recipe.json: its engine, its tiers and the nodes that served it. */
+export function describeSystems(systems: KvSystemAt[], bench: BenchStack) {
+  return systems.map((x) => ({ name: x.system.name, title: x.system.title, model: x.model, engine: x.engine, tiers: x.tiers ?? null, nodes: bench.nodesOf(x.model) }));
+}
+
 export interface TierRow {
   workload: string;
   system: string;

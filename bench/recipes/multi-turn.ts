@@ -24,7 +24,7 @@ import { generateMultiTurn } from "../datasets/multi-turn";
 import { meanOf, parseDistribution } from "../lib/distribution";
 import { buildWorkload } from "../workloads/build";
 import { isMain, type Recipe, type RecipeOptions, RecipeSession, type Scale, recipeMain, startBenchStack, warmUp } from "./common";
-import { benchSystems, KV_BYTES_PER_MODEL_TOKEN, KV_MODEL_SHAPE, kvSystemsAt, type TierRow, withTierCounts, writeTierTable } from "./kv-systems";
+import { benchSystems, KV_BYTES_PER_MODEL_TOKEN, KV_MODEL_SHAPE, describeSystems, kvSystemsAt, type TierRow, withTierCounts, writeTierTable } from "./kv-systems";
 
 interface MultiTurnScale {
   nodes: number;
@@ -41,7 +41,7 @@ interface MultiTurnScale {
 
 export const MULTI_TURN_SCALES: Record<Scale, MultiTurnScale> = {
   // Two nodes at tiny: session-affinity then has a choice to make, so CI sees sessions kept on one node.
-  // Its KV (1.5k tokens a node) holds the longest session (4 turns of ≤ 300 tokens) and little more,
+  // Its KV (1,024 tokens a node) holds the longest session (3 turns of ≤ 300 + 16 tokens) and little more,
   // so the GPU loses most histories within a think time and the tiers are exercised in a few seconds.
   tiny: { nodes: 2, timeScale: 1, kvCapacityTokens: 1_024, turns: "uniform:2,3", promptLength: "lognormal:200,60,max=300", outputLength: "16", thinkTimeMs: "exponential:1500,max=3000", qps: 12, durationMs: 3_000 },
   small: { nodes: 1, timeScale: 1, kvCapacityTokens: 12_288, turns: "normal:3.55,2.89,max=8", promptLength: "lognormal:600,300,max=1200", outputLength: "32", thinkTimeMs: "exponential:10000,max=30000", qps: 4, durationMs: 55_000 },
@@ -109,7 +109,7 @@ export const multiTurnRecipe: Recipe = {
         footprint_factor: footprint / (p.kvCapacityTokens * p.nodes),
         // Dataset tokens of the longest session (prompts and answers; the chat template adds a few per turn).
         longest_session_tokens: longest,
-        systems: systems.map((x) => ({ name: x.system.name, title: x.system.title, model: x.model, engine: x.engine, tiers: x.tiers ?? null, nodes: bench.nodesOf(x.model) })),
+        systems: describeSystems(systems, bench),
         tier_tokens: tierRows,
       },
       { baseline: "no-prefix-cache" },
